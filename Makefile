@@ -1,0 +1,32 @@
+# The two commands the README promises: `make demo` and `make test`.
+# Everything they need is installed from this repository's own files (pyproject.toml + uv.lock).
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export UV_COMPILE_BYTECODE := 1
+
+.PHONY: setup test lint typecheck pytest demo bench clean
+
+setup:
+	@bash scripts/ensure-tools.sh
+	@$(UV) sync --frozen --quiet
+
+lint: setup
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+typecheck: setup
+	$(UV) run --frozen mypy
+
+pytest: setup
+	$(UV) run --frozen pytest
+
+test: lint typecheck pytest
+
+demo: setup
+	$(UV) run --frozen python -m examples.demo
+
+bench: setup
+	$(UV) run --frozen python -m bench all
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
