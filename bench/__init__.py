@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): each module prints a table with its baseline measured in the same run."""
