@@ -1,0 +1,149 @@
+"""A throwaway OpenSSH sshd on 127.0.0.1 for benchmarks (the tests have their own fixture).
+
+Keys are generated at start (a checked-in host key would have the wrong mode), the host key is pinned
+in a private known_hosts file, and stopping kills the listener and every session it spawned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"  # sshd insists on being started by its absolute path
+
+
+@dataclass(frozen=True)
+class LocalSshd:
+    """How to reach a running local sshd."""
+
+    host: str
+    port: int
+    user: str
+    client_key: Path
+    known_hosts: Path
+
+    def ssh_command(self) -> list[str]:
+        """The OpenSSH client command line (without the host) that logs in with the pinned key."""
+        return [
+            "ssh",
+            "-i",
+            str(self.client_key),
+            "-p",
+            str(self.port),
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-F",
+            "/dev/null",
+        ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _keygen(path: Path) -> str:
+    # ssh-keygen asks before overwriting: a key left by an earlier run is simply replaced.
+    for old in (path, path.with_suffix(".pub")):
+        old.unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, stdin=subprocess.DEVNULL)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+def _wait_banner(port: int, proc: subprocess.Popen[bytes], deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            if s.recv(8).startswith(b"SSH-2.0"):
+                return True
+        time.sleep(0.01)  # polling a listener that is starting: nothing to wait on but the socket
+    return False
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        child, parent = (int(x) for x in line.split())
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@contextlib.contextmanager
+def running_sshd(workdir: Path) -> Iterator[LocalSshd]:
+    """Start sshd on a free loopback port, logging in as the current user with a fresh key.
+
+    Raises:
+        RuntimeError: sshd is missing or did not come up.
+    """
+    if not os.path.exists(SSHD):
+        raise RuntimeError(f"{SSHD} is missing; install openssh-server to run this benchmark.")
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    host_pub = _keygen(workdir / "host_key")
+    client_pub = _keygen(workdir / "client_key")
+    (workdir / "authorized_keys").write_text(client_pub + "\n")
+    for _attempt in range(5):
+        port = _free_port()
+        config = workdir / "sshd_config"
+        config.write_text(
+            "\n".join(
+                [
+                    f"ListenAddress 127.0.0.1:{port}",
+                    f"HostKey {workdir / 'host_key'}",
+                    f"PidFile {workdir / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "PasswordAuthentication no",
+                    "PermitRootLogin prohibit-password",
+                    "Subsystem sftp internal-sftp",
+                    "MaxStartups 200",
+                    "MaxSessions 64",
+                    "ClientAliveInterval 15",
+                    "LogLevel ERROR",
+                ]
+            )
+            + "\n"
+        )
+        log = (workdir / "sshd.log").open("wb")
+        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log, stdout=log)
+        if _wait_banner(port, proc, time.monotonic() + 10):
+            break
+        proc.kill()
+        proc.wait()
+    else:
+        raise RuntimeError(f"sshd did not start; see {workdir / 'sshd.log'}.")
+    known_hosts = workdir / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_pub}\n")
+    try:
+        yield LocalSshd("127.0.0.1", port, getpass.getuser(), workdir / "client_key", known_hosts)
+    finally:
+        # Killing the listener leaves live sessions running (each is its own setsid'd monitor).
+        for pid in [*_descendants(proc.pid), proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        log.close()

@@ -1,0 +1,359 @@
+"""Entry point: ``mcp-sales [serve|check|sample]`` (``python -m mcp_sales`` works the same).
+
+Serving starts by moving the real stdout to a private descriptor (so nothing but JSON-RPC can reach
+it), logs to stderr only, and imports nothing heavy before ``initialize`` is answered: the data file,
+DuckDB, pandas and Prophet are loaded by the first tool call that needs them. The process exits with
+code 0 on stdin EOF, SIGTERM, SIGHUP and SIGINT, taking any Stan child process with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
+
+    from mcp_sales.server import ServerConfig
+
+log = logging.getLogger("mcp_sales")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = PROJECT_ROOT / "data" / "sample_sales_data.csv"
+DATA_ENV = "MCP_SALES_DATA"
+COMMANDS = ("serve", "check", "sample")
+
+
+def default_data_path() -> Path:
+    """``$MCP_SALES_DATA`` if set, else the sample file of this checkout."""
+    configured = os.environ.get(DATA_ENV, "").strip()
+    return _absolute(configured) if configured else DEFAULT_DATA
+
+
+def _absolute(value: str | Path) -> Path:
+    return Path(value).expanduser().resolve()
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        type=_absolute,
+        default=None,
+        help=f"sales file (CSV or Parquet); default: ${DATA_ENV} or {DEFAULT_DATA.relative_to(PROJECT_ROOT)}",
+    )
+    parser.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="FIELD=SOURCE",
+        help="use source column SOURCE for FIELD (e.g. operation=CITY); repeatable",
+    )
+    parser.add_argument("--date-format", default=None, metavar="F", help="strptime format of the date column")
+    parser.add_argument(
+        "--cache-dir",
+        type=_absolute,
+        default=None,
+        metavar="D",
+        help="where prepared data and fits are cached",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="stderr log level (default INFO)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcp-sales",
+        description="Sales analytics MCP server over stdio (serve is the default command).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{serve,check,sample}")
+    serve = commands.add_parser("serve", help="serve MCP over stdin/stdout (default)")
+    _add_data_options(serve)
+    serve.add_argument(
+        "--forecast-deadline",
+        type=float,
+        default=45.0,
+        metavar="S",
+        help="seconds a forecast call waits for a fit before asking the client to retry (default 45)",
+    )
+    check = commands.add_parser("check", help="validate the environment and the data; exit 1 on failure")
+    _add_data_options(check)
+    check.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    sample = commands.add_parser("sample", help="write a deterministic sample sales file")
+    sample.add_argument("--out", type=_absolute, required=True, metavar="PATH")
+    sample.add_argument("--rows", type=int, default=None, metavar="N")
+    sample.add_argument("--seed", type=int, default=7)
+    sample.add_argument("--format", choices=["csv", "parquet"], default=None, dest="fmt")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    args = list(argv)
+    if not args or args[0] not in (*COMMANDS, "-h", "--help"):
+        args.insert(0, "serve")
+    return build_parser().parse_args(args)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    """Translate CLI options; column overrides are validated here so a typo fails at start-up."""
+    from mcp_sales.server import ServerConfig
+
+    columns: dict[str, str] = {}
+    if args.column:  # the data layer costs start-up time: import it only when there is work for it
+        from mcp_sales.data import parse_column_overrides
+
+        columns = parse_column_overrides(args.column)
+    return ServerConfig(
+        data_path=args.data or default_data_path(),
+        columns=columns,
+        date_format=args.date_format,
+        cache_dir=args.cache_dir,
+        forecast_deadline_s=getattr(args, "forecast_deadline", 45.0),
+    )
+
+
+# --- serve ----------------------------------------------------------------------------------------
+
+
+def _terminate_children() -> None:
+    """SIGTERM our direct children (a Stan optimizer mid-fit) so none outlives the server (Linux)."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return
+    for task in tasks:
+        try:
+            children = Path(f"/proc/self/task/{task}/children").read_text().split()
+        except OSError:
+            continue
+        for pid in children:
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid), signal.SIGTERM)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave without waiting for worker threads (one may block on stdin, one may be mid-fit)."""
+    _terminate_children()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    log.info("received %s; exiting", signal.Signals(signum).name)
+    _exit_now(0)
+
+
+async def _serve_stdio(server: MCPServer[Any], wire: BinaryIO) -> None:
+    """Run the server on stdin and the private stdout duplicate until stdin reaches EOF."""
+    import io
+
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    # An explicit stdout skips the SDK's own claim of fd 1: we claimed it at process start.
+    stdout = anyio.wrap_file(io.TextIOWrapper(wire, encoding="utf-8", write_through=True))
+    lowlevel = server._lowlevel_server
+    async with stdio_server(stdout=stdout) as (read_stream, write_stream):
+        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+
+
+def _is_broken_pipe(exc: BaseException) -> bool:
+    """True for a lost client (alone or in an exception group): not an error worth a traceback."""
+    inner = getattr(exc, "exceptions", None)
+    if isinstance(inner, tuple) and inner:
+        return all(_is_broken_pipe(e) for e in inner)
+    return isinstance(exc, BrokenPipeError | ConnectionResetError)
+
+
+def serve(args: argparse.Namespace) -> NoReturn:
+    """Serve MCP over stdio; never returns."""
+    wire = claim_wire()
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, _on_signal)
+    _configure_logging(args.log_level)
+    try:
+        config = server_config(args)
+    except Exception as exc:
+        log.error("%s", exc)
+        _exit_now(2)
+
+    import anyio
+
+    from mcp_sales.server import build_server
+
+    code = 0
+    try:
+        anyio.run(_serve_stdio, build_server(config), wire)
+        log.info("stdin closed; exiting")
+    except BaseException as exc:
+        if _is_broken_pipe(exc):
+            log.info("client went away; exiting")
+        else:
+            log.exception("server stopped on an unexpected error")
+            code = 1
+    _exit_now(code)
+
+
+def claim_wire() -> BinaryIO:
+    from mcp_sales.quiet import claim_stdout
+
+    return claim_stdout()
+
+
+# --- check ----------------------------------------------------------------------------------------
+
+
+def _check_python() -> str:
+    # Reaching this line already proves the version: the package does not import on older Pythons.
+    return f"Python {sys.version.split()[0]} ({sys.executable})"
+
+
+def _check_imports() -> str:
+    from mcp_sales.quiet import quiet_prophet_logger, silence_stan_loggers
+
+    silence_stan_loggers()
+    import duckdb
+    import prophet
+
+    quiet_prophet_logger()
+    return f"duckdb {duckdb.__version__}, prophet {prophet.__version__}"
+
+
+def _check_stan() -> str:
+    # Building the model object loads the compiled Stan program and the CmdStan install it needs,
+    # without fitting anything.
+    from prophet import Prophet
+
+    backend = Prophet().stan_backend
+    model = getattr(backend, "model", None)
+    exe = getattr(model, "exe_file", None)
+    if not exe or not Path(str(exe)).is_file():
+        raise RuntimeError("Prophet's compiled Stan model is missing; reinstall the server environment")
+    return f"Stan model {exe}"
+
+
+def _check_data(config: ServerConfig) -> str:
+    from mcp_sales.server import open_store
+
+    data = open_store(config).current()
+    return (
+        f"{data.source.name}: {data.rows:,} rows, {len(data.operations)} operations, "
+        f"{data.first_period}..{data.last_period} ({data.grain}ly), version {data.version}"
+    )
+
+
+def _check_query(config: ServerConfig) -> str:
+    from mcp_sales.analytics import top_products
+    from mcp_sales.server import open_store
+
+    data = open_store(config).current()
+    if not data.operations:
+        raise RuntimeError("the data has no operations")
+    top = top_products(data, data.operations[0], n=1)
+    best = top.products[0].product_name if top.products else "no sales"
+    return f"top product in {top.operation}: {best}"
+
+
+def run_checks(config: ServerConfig) -> dict[str, Any]:
+    """Run every check (stdout diverted: imports may print from C); stop at the first failure."""
+    import time
+
+    from mcp_sales.quiet import stdout_to_stderr
+
+    steps = [
+        ("python", _check_python),
+        ("imports", _check_imports),
+        ("stan", _check_stan),
+        ("data", lambda: _check_data(config)),
+        ("query", lambda: _check_query(config)),
+    ]
+    checks: list[dict[str, Any]] = []
+    error: str | None = None
+    with stdout_to_stderr():
+        for name, step in steps:
+            started = time.perf_counter()
+            try:
+                detail, ok = step(), True
+            except Exception as exc:
+                detail, ok = str(exc) or type(exc).__name__, False
+                error = f"{name}: {detail}"
+            seconds = time.perf_counter() - started
+            checks.append({"name": name, "ok": ok, "detail": detail, "seconds": seconds})
+            if not ok:
+                break
+    return {"ok": error is None, "error": error, "checks": checks}
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate the environment and data; print a report; return the exit code."""
+    import json
+
+    wire = claim_wire()  # Prophet/Stan may print from C while we import them; the report goes to `wire`
+    _configure_logging(args.log_level)
+    try:
+        config = server_config(args)
+    except Exception as exc:
+        print(f"mcp-sales check failed: {exc}", file=sys.stderr)
+        return 1
+    report = run_checks(config)
+    if args.json:
+        wire.write(json.dumps(report, indent=2).encode() + b"\n")
+    else:
+        for item in report["checks"]:
+            mark = "ok  " if item["ok"] else "FAIL"
+            wire.write(f"{mark} {item['name']:<8} {item['detail']}  ({item['seconds']:.2f} s)\n".encode())
+    wire.flush()
+    if not report["ok"]:
+        print(f"mcp-sales check failed: {report['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- sample ---------------------------------------------------------------------------------------
+
+
+def sample(args: argparse.Namespace) -> int:
+    from mcp_sales.sample import generate_sample
+
+    rows = generate_sample(args.out, rows=args.rows, seed=args.seed, fmt=args.fmt)
+    print(f"wrote {rows} rows to {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "serve":
+        serve(args)
+    elif args.command == "check":
+        raise SystemExit(check(args))
+    else:
+        raise SystemExit(sample(args))
+
+
+if __name__ == "__main__":
+    main()

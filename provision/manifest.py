@@ -1,0 +1,526 @@
+"""Manifests for sync: which files a source holds locally, and which the remote root holds.
+
+A :class:`Manifest` maps POSIX paths relative to one remote root to :class:`FileEntry` values (size,
+mtime, sha256, mode). The local side walks the source tree honouring built-in ignores and the root's
+``.mcpignore`` (gitignore syntax); sha256 values come from a :class:`HashCache` keyed by
+(path, size, mtime_ns), so an unchanged 512 MB file is never read twice. The remote side is one
+command: ``find -printf`` for the live sizes and mtimes, plus the manifest file sync keeps on the host
+(``.mcpctl/manifest.json``), whose sha256 values are trusted only while the live size and mtime still
+match what it recorded.
+
+SFTP sets mtimes in whole seconds, so mtimes are compared at second granularity throughout.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import posixpath
+import re
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pathspec
+
+from provision.errors import McpctlError, RemoteError
+
+if TYPE_CHECKING:
+    from provision.remote import Remote
+
+NS = 1_000_000_000
+STATE_DIR = ".mcpctl"  # our own directory under the remote root: the manifest file lives there
+MANIFEST_PATH = f"{STATE_DIR}/manifest.json"
+MANIFEST_VERSION = 1
+TEMP_MARK = ".mcpctl-tmp-"
+IGNORE_FILE = ".mcpignore"
+# Never sent, never deleted: VCS data, virtualenvs, caches the server writes, our own state.
+BUILTIN_IGNORES: tuple[str, ...] = (
+    ".git/",
+    ".hg/",
+    ".svn/",
+    ".venv/",
+    "__pycache__/",
+    ".mcp_sales_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".pytest_cache/",
+    ".hypothesis/",
+    "*.egg-info/",
+    f"{STATE_DIR}/",
+    "*.pyc",
+    "*.pyo",
+    ".DS_Store",
+    f"*{TEMP_MARK}*",
+)
+# Directories the remote listing does not even enter (a bootstrapped .venv holds thousands of files).
+PRUNED_DIRS: tuple[str, ...] = tuple(p[:-1] for p in BUILTIN_IGNORES if p.endswith("/"))
+# Directories that are never deleted from, whatever the ignore rules say.
+PROTECTED_DIRS = frozenset({".venv", ".mcp_sales_cache", STATE_DIR})
+_TEMP_NAME = re.compile(r"\..*" + re.escape(TEMP_MARK) + r"[0-9a-f]{12}\Z", re.DOTALL)
+_GLOB_CHARS = frozenset("*?[\\")
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One regular file: ``sha256`` is None when unknown (not hashed yet, or not trusted)."""
+
+    size: int
+    mtime_ns: int
+    sha256: str | None = None
+    mode: int = 0o644  # permission bits only
+    local_path: Path | None = None  # where the content comes from (local manifests only)
+
+    @property
+    def mtime_s(self) -> int:
+        """The mtime in whole seconds, the granularity SFTP can set."""
+        return self.mtime_ns // NS
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one source manages under ``prefix``: files its include rules match and its ignores don't.
+
+    ``--delete`` only removes remote files some scope manages, so files sync never sent (logs, a
+    ``.venv``, anything a user put next to the code) are left alone.
+    """
+
+    prefix: str  # POSIX, relative to the manifest root; "" is the root itself
+    include: tuple[str, ...]
+    ignore: tuple[str, ...]
+
+    def manages(self, path: str) -> bool:
+        """Return whether ``path`` (relative to the manifest root) falls under this scope's rules."""
+        if self.prefix:
+            if not path.startswith(self.prefix + "/"):
+                return False
+            path = path[len(self.prefix) + 1 :]
+        parts = path.split("/")
+        ignore = _spec(self.ignore)
+        # Like git: a file in an ignored directory is ignored whatever the later patterns say.
+        for depth in range(1, len(parts)):
+            if ignore.match_file("/".join(parts[:depth]) + "/"):
+                return False
+        return _spec(self.include).match_file(path) and not ignore.match_file(path)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Files under the remote root ``root``, keyed by POSIX path relative to it."""
+
+    root: str
+    files: Mapping[str, FileEntry]
+    scopes: tuple[Scope, ...] = ()  # local manifests: what the sources manage
+    temps: tuple[str, ...] = ()  # remote manifests: temp files an interrupted sync left behind
+    recorded: Mapping[str, FileEntry] = field(default_factory=dict, repr=False)  # remote: manifest file
+
+    def manages(self, path: str) -> bool:
+        """Return whether a source of this (local) manifest manages ``path``."""
+        return any(scope.manages(path) for scope in self.scopes)
+
+
+@dataclass(frozen=True)
+class SyncSource:
+    """A local tree (or part of one) to mirror into an absolute remote directory.
+
+    Attributes:
+        local_root: The local directory the patterns are relative to.
+        remote_root: Absolute POSIX directory on the host.
+        include: gitignore-style patterns of what to send ("/pkg/" is a top-level directory, "*" is
+            everything); use :func:`literal_pattern` for a file name.
+        ignore: Extra gitignore-style patterns of what never to send (added to the built-in ones).
+        ignore_file: A gitignore-syntax file in ``local_root`` with more ignore patterns, or None.
+    """
+
+    local_root: Path
+    remote_root: str
+    include: tuple[str, ...] = ("*",)
+    ignore: tuple[str, ...] = ()
+    ignore_file: str | None = IGNORE_FILE
+
+    def __post_init__(self) -> None:
+        root = self.remote_root
+        if not root.startswith("/") or ".." in root.split("/") or "\0" in root:
+            raise ValueError(f"remote_root must be an absolute POSIX path without '..', not {root!r}")
+        object.__setattr__(self, "remote_root", posixpath.normpath(root))
+
+
+def literal_pattern(relative: str) -> str:
+    """Return a gitignore pattern matching exactly the path ``relative`` (special characters escaped)."""
+    escaped = re.sub(r"([\\*?\[\]!# ])", r"\\\1", relative)
+    return "/" + escaped
+
+
+def project_sources(project_root: Path, data_files: Sequence[Path], remote_dir: str) -> list[SyncSource]:
+    """Return what ``mcpctl sync`` sends: the code tree to ``remote_dir``, data files to ``remote_dir/data``.
+
+    The code tree is ``mcp_sales/``, ``provision/``, ``pyproject.toml``, ``uv.lock``, ``README.md`` and
+    the project's ``data/``. A data file goes to ``data/NAME``; a data directory to ``data/DIRNAME/``.
+
+    Raises:
+        McpctlError: ``project_root`` is not the mcpctl project, or a data path does not exist.
+    """
+    if not (project_root / "pyproject.toml").is_file():
+        raise McpctlError(
+            f"{project_root} has no pyproject.toml, so it is not the mcpctl project; run the command from "
+            "the project checkout."
+        )
+    code = SyncSource(
+        project_root,
+        remote_dir,
+        include=("/mcp_sales/", "/provision/", "/pyproject.toml", "/uv.lock", "/README.md", "/data/"),
+    )
+    sources = [code]
+    by_parent: dict[Path, list[str]] = {}
+    data_root = posixpath.join(remote_dir, "data")
+    for path in data_files:
+        if path.is_dir():
+            sources.append(SyncSource(path, posixpath.join(data_root, path.name)))
+        elif path.is_file():
+            by_parent.setdefault(path.parent, []).append(literal_pattern(path.name))
+        else:
+            raise McpctlError(
+                f"the data path {path} does not exist; fix the profile's `data` list or create the file."
+            )
+    for parent, patterns in by_parent.items():
+        sources.append(SyncSource(parent, data_root, include=tuple(patterns), ignore_file=None))
+    return sources
+
+
+# ------------------------------------------------------------------------------------------- hashing
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex sha256 of a local file.
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class HashCache:
+    """sha256 of local files keyed by (absolute path, size, mtime_ns), optionally kept in a JSON file.
+
+    Any change of size or mtime invalidates an entry, so a stale hash is never used. The cache is an
+    optimisation: an unreadable or corrupt file starts empty, and a failed save is ignored.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._entries: dict[str, tuple[int, int, str]] = {}
+        self._dirty = False
+        if path is not None:
+            try:
+                raw = json.loads(path.read_text(encoding="utf-8"))
+                for key, (size, mtime_ns, sha) in raw.get("files", {}).items():
+                    self._entries[key] = (int(size), int(mtime_ns), str(sha))
+            except (OSError, ValueError, TypeError, AttributeError):
+                self._entries.clear()
+
+    @classmethod
+    def default(cls) -> HashCache:
+        """The cache in mcpctl's state directory (``$MCPCTL_HOME/state`` when set).
+
+        Raises:
+            ProfileError: The state directory cannot be created.
+        """
+        from provision.profiles import state_dir
+
+        return cls(state_dir() / "sync-hashes.json")
+
+    def get(self, path: Path, size: int, mtime_ns: int) -> str | None:
+        """Return the cached sha256 of ``path`` if it still has this size and mtime."""
+        entry = self._entries.get(os.path.abspath(path))
+        return entry[2] if entry is not None and entry[:2] == (size, mtime_ns) else None
+
+    def put(self, path: Path, size: int, mtime_ns: int, sha256: str) -> None:
+        """Remember the sha256 of ``path`` at this size and mtime."""
+        key = os.path.abspath(path)
+        if self._entries.get(key) != (size, mtime_ns, sha256):
+            self._entries[key] = (size, mtime_ns, sha256)
+            self._dirty = True
+
+    def hash(self, path: Path, size: int, mtime_ns: int) -> str:
+        """Return the sha256 of ``path``, from the cache or by reading it (then cached).
+
+        Raises:
+            OSError: The file cannot be read.
+        """
+        sha = self.get(path, size, mtime_ns)
+        if sha is None:
+            sha = file_sha256(path)
+            self.put(path, size, mtime_ns, sha)
+        return sha
+
+    def save(self) -> None:
+        """Write the cache atomically (entries of files that no longer exist are dropped)."""
+        if self.path is None or not self._dirty:
+            return
+        files = {key: list(value) for key, value in self._entries.items() if os.path.exists(key)}
+        tmp = self.path.with_name(f".{self.path.name}{TEMP_MARK}{os.urandom(6).hex()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"version": 1, "files": files}), encoding="utf-8")
+            os.replace(tmp, self.path)
+            self._dirty = False
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a lost cache costs one re-hash, never a wrong answer
+
+
+# ------------------------------------------------------------------------------------- local side
+
+
+@functools.lru_cache(maxsize=256)
+def _spec(lines: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _literal_part(part: str) -> str | None:
+    """Return ``part`` unescaped if it has no wildcard, else None."""
+    literal: list[str] = []
+    chars = iter(part)
+    for char in chars:
+        if char == "\\":
+            literal.append(next(chars, ""))
+        elif char in _GLOB_CHARS:
+            return None
+        else:
+            literal.append(char)
+    return "".join(literal)
+
+
+def _literal_prefix(pattern: str) -> tuple[str, ...] | None:
+    """The leading directories a pattern is confined to, or None if it can match at any depth."""
+    body = pattern.rstrip("/")
+    if pattern.startswith("!") or ("/" not in body.lstrip("/") and not pattern.startswith("/")):
+        return None  # negations and slash-free patterns can match anywhere
+    prefix: list[str] = []
+    for part in body.lstrip("/").split("/"):
+        literal = _literal_part(part)
+        if literal is None:
+            break
+        prefix.append(literal)
+    return tuple(prefix)
+
+
+def _may_contain(include: tuple[str, ...], directory: str) -> bool:
+    """Whether a file below ``directory`` could match ``include`` (prunes the walk of big trees)."""
+    parts = tuple(directory.split("/"))
+    for line in include:
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        prefix = _literal_prefix(pattern)
+        if prefix is None:
+            return True
+        n = min(len(prefix), len(parts))
+        if prefix[:n] == parts[:n]:
+            return True
+    return False
+
+
+def _ignore_lines(source: SyncSource) -> tuple[str, ...]:
+    lines = [*BUILTIN_IGNORES, *source.ignore]
+    if source.ignore_file:
+        path = source.local_root / source.ignore_file
+        try:
+            lines.extend(path.read_text(encoding="utf-8").splitlines())
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError) as exc:
+            raise McpctlError(f"cannot read {path} ({exc}); fix or delete that file.") from exc
+    return tuple(lines)
+
+
+def _walk(root: Path, include: tuple[str, ...], ignore: pathspec.GitIgnoreSpec) -> Iterable[tuple[str, Path]]:
+    """Yield (relative POSIX path, local path) of the regular files to send, in no particular order."""
+    included = _spec(include)
+    todo: list[tuple[Path, str]] = [(root, "")]
+    while todo:
+        directory, prefix = todo.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    # Directory symlinks are not followed: they can loop or leave the tree.
+                    if not ignore.match_file(rel + "/") and _may_contain(include, rel):
+                        todo.append((Path(entry.path), rel + "/"))
+                # A symlink to a file sends the file's content.
+                elif entry.is_file() and included.match_file(rel) and not ignore.match_file(rel):
+                    yield rel, Path(entry.path)
+
+
+def local_manifest(
+    source: SyncSource, *, cache: HashCache | None = None, hash_files: bool = True
+) -> Manifest:
+    """Walk ``source`` and describe the files to send, keyed relative to ``source.remote_root``.
+
+    Args:
+        source: What to walk.
+        cache: Known hashes; files hashed here are added to it.
+        hash_files: Hash files whose sha256 is not cached; with False such entries have sha256 None
+            (sync hashes only what a comparison needs, and hashes uploads while sending them).
+
+    Raises:
+        McpctlError: ``source.local_root`` is not a directory, or a file or the ignore file cannot be
+            read.
+    """
+    root = source.local_root
+    if not root.is_dir():
+        raise McpctlError(f"the local directory {root} does not exist; check the path you sync from.")
+    ignore_lines = _ignore_lines(source)
+    files: dict[str, FileEntry] = {}
+    try:
+        for rel, path in _walk(root, source.include, _spec(ignore_lines)):
+            st = path.stat()
+            sha: str | None
+            if hash_files:
+                sha = cache.hash(path, st.st_size, st.st_mtime_ns) if cache else file_sha256(path)
+            else:
+                sha = cache.get(path, st.st_size, st.st_mtime_ns) if cache else None
+            files[rel] = FileEntry(st.st_size, st.st_mtime_ns, sha, stat.S_IMODE(st.st_mode), path)
+    except OSError as exc:
+        raise McpctlError(
+            f"cannot read {exc.filename or root} ({exc.strerror or exc}); fix its permissions or add it "
+            f"to {root / IGNORE_FILE}."
+        ) from exc
+    scope = Scope("", source.include, ignore_lines)
+    return Manifest(source.remote_root, dict(sorted(files.items())), scopes=(scope,))
+
+
+def merge(manifests: Sequence[Manifest]) -> Manifest:
+    """Combine local manifests whose roots nest into one keyed relative to the outermost root.
+
+    Raises:
+        ValueError: The roots do not nest under one of them.
+        McpctlError: Two different local files would land on the same remote path.
+    """
+    if not manifests:
+        raise ValueError("merge() needs at least one manifest")
+    root = min((m.root for m in manifests), key=len)
+    files: dict[str, FileEntry] = {}
+    scopes: list[Scope] = []
+    for manifest in manifests:
+        rel = posixpath.relpath(manifest.root, root)
+        if rel == ".." or rel.startswith("../"):
+            raise ValueError(f"{manifest.root} is not below {root}")
+        sub = "" if rel == "." else rel
+        for path, entry in manifest.files.items():
+            key = f"{sub}/{path}" if sub else path
+            old = files.get(key)
+            if old is not None and old.local_path != entry.local_path:
+                raise McpctlError(
+                    f"{old.local_path} and {entry.local_path} would both be sent to {root}/{key}; rename one "
+                    "of them or remove one from the profile's data list."
+                )
+            files[key] = entry
+        for scope in manifest.scopes:
+            joined = "/".join(part for part in (sub, scope.prefix) if part)
+            scopes.append(Scope(joined, scope.include, scope.ignore))
+    return Manifest(root, dict(sorted(files.items())), scopes=tuple(scopes))
+
+
+# ------------------------------------------------------------------------------------ remote side
+
+
+def is_temp_name(name: str) -> bool:
+    """Return whether a file name is one of sync's temporary upload names."""
+    return _TEMP_NAME.match(name) is not None
+
+
+def temp_name(name: str, token: str) -> str:
+    """Return the temporary name for uploading ``name`` (``token``: 12 hex digits).
+
+    The name is cut to 100 bytes so that the temp name stays within NAME_MAX.
+    """
+    short = name.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore")
+    return f".{short}{TEMP_MARK}{token}"
+
+
+def _listing_script() -> str:
+    prune = " -o ".join(f"-name {n}" for n in PRUNED_DIRS)
+    return (
+        'cd -- "$1" 2>/dev/null || exit 0\n'  # no root yet: an empty listing
+        f"find . \\( -type d \\( {prune} \\) \\) -prune -o -type f -printf '%s\\t%T@\\t%m\\t%P\\0'\n"
+        "status=$?\n"
+        "printf '\\0'\n"  # an empty record ends the listing; the manifest file follows
+        f"cat {MANIFEST_PATH} 2>/dev/null\n"
+        "exit $status\n"
+    )
+
+
+def _mtime_ns(text: str) -> int:
+    seconds, _, fraction = text.partition(".")
+    return int(seconds) * NS + int((fraction + "000000000")[:9])
+
+
+def _parse_recorded(text: str) -> dict[str, FileEntry]:
+    try:
+        raw = json.loads(text) if text.strip() else {}
+        if raw.get("version") != MANIFEST_VERSION:
+            return {}
+        return {
+            str(path): FileEntry(int(size), int(mtime_s) * NS, str(sha) if sha else None, int(mode))
+            for path, (size, mtime_s, sha, mode) in raw["files"].items()
+        }
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}  # unreadable: rewritten by the next sync that changes anything
+
+
+def parse_listing(root: str, output: str) -> Manifest:
+    """Build the remote manifest from the listing command's output (see :func:`remote_manifest`).
+
+    Raises:
+        ValueError: A listing record is malformed.
+    """
+    tokens = output.split("\0")
+    files: dict[str, FileEntry] = {}
+    temps: list[str] = []
+    end = tokens.index("") if "" in tokens else len(tokens)
+    for record in tokens[:end]:
+        size, mtime, mode, path = record.split("\t", 3)
+        if is_temp_name(posixpath.basename(path)):
+            temps.append(path)
+        else:
+            files[path] = FileEntry(int(size), _mtime_ns(mtime), None, int(mode, 8))
+    recorded = _parse_recorded("\0".join(tokens[end + 1 :]))
+    for path, live in files.items():
+        known = recorded.get(path)
+        # The recorded hash describes the live file only while size and mtime are what we wrote.
+        if known is not None and (known.size, known.mtime_s) == (live.size, live.mtime_s):
+            files[path] = FileEntry(live.size, live.mtime_ns, known.sha256, live.mode)
+    return Manifest(root, dict(sorted(files.items())), temps=tuple(sorted(temps)), recorded=recorded)
+
+
+async def remote_manifest(remote: Remote, remote_root: str) -> Manifest:
+    """List the files under ``remote_root`` with one remote command (a missing root is empty).
+
+    Raises:
+        RemoteError: The listing failed (the host needs GNU find) or its output is malformed.
+        ConnectError: The connection dropped.
+    """
+    root = posixpath.normpath(remote_root)
+    result = await remote.run(["sh", "-c", _listing_script(), "sh", root], check=False)
+    where = remote.target.address
+    if result.exit_status != 0:
+        raise RemoteError(
+            f"cannot list {root} on {where} (exit status {result.exit_status}: "
+            f"{result.stderr.strip()[-300:] or 'no error output'}); check that the directory is readable "
+            "and that the host has GNU find."
+        )
+    try:
+        return parse_listing(root, result.stdout)
+    except ValueError as exc:
+        raise RemoteError(
+            f"the file listing of {root} on {where} is malformed ({exc}); check that the host has GNU find."
+        ) from exc

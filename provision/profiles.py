@@ -1,0 +1,492 @@
+"""Profiles (one TOML file per remote host) and the local directories mcpctl keeps its files in.
+
+Layout (``MCPCTL_HOME`` replaces both roots with ``$MCPCTL_HOME/config`` and ``$MCPCTL_HOME/state``)::
+
+    ~/.config/mcpctl/profiles/NAME.toml      the profile (XDG_CONFIG_HOME honoured)
+    ~/.local/state/mcpctl/known_hosts/NAME   the profile's pinned host key (XDG_STATE_HOME honoured)
+    ~/.local/state/mcpctl/keys/              private keys mcpctl generated (0700)
+    ~/.local/state/mcpctl/logs/              log files
+
+Every directory mcpctl creates is 0700 and every file it writes is 0600: they can hold key paths,
+instance ids and host keys, which are nobody else's business.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from provision.errors import ProfileError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+if TYPE_CHECKING:
+    from provision.remote import Target
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+NAME_RULE = "must be 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+
+
+# --------------------------------------------------------------------------------------------- paths
+
+
+def _ensure_dir(path: Path, *, private: bool = False) -> Path:
+    """Create ``path`` (0700) if needed; with ``private``, also tighten an existing directory to 0700."""
+    try:
+        path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        if private and (path.stat().st_mode & 0o777) != _DIR_MODE:
+            path.chmod(_DIR_MODE)
+    except OSError as exc:
+        raise ProfileError(
+            f"cannot create the directory {path}: {exc.strerror or exc}; "
+            "make it writable or set MCPCTL_HOME to a writable directory."
+        ) from exc
+    return path
+
+
+def _home_override() -> Path | None:
+    value = os.environ.get("MCPCTL_HOME")
+    return Path(value).expanduser().absolute() if value else None
+
+
+def _xdg_base(variable: str, default: str) -> Path:
+    # The XDG spec says relative values are invalid and must be ignored.
+    value = os.environ.get(variable)
+    if value and Path(value).is_absolute():
+        return Path(value)
+    return Path.home() / default
+
+
+def config_dir() -> Path:
+    """Return (and create) the config directory: ``$MCPCTL_HOME/config`` or ``~/.config/mcpctl``.
+
+    Raises:
+        ProfileError: If the directory cannot be created.
+    """
+    home = _home_override()
+    return _ensure_dir(home / "config" if home else _xdg_base("XDG_CONFIG_HOME", ".config") / "mcpctl")
+
+
+def state_dir() -> Path:
+    """Return (and create) the state directory: ``$MCPCTL_HOME/state`` or ``~/.local/state/mcpctl``.
+
+    Raises:
+        ProfileError: If the directory cannot be created.
+    """
+    home = _home_override()
+    return _ensure_dir(
+        home / "state" if home else _xdg_base("XDG_STATE_HOME", ".local/state") / "mcpctl", private=True
+    )
+
+
+def profiles_dir() -> Path:
+    """Return (and create) the directory holding ``NAME.toml`` profiles.
+
+    Raises:
+        ProfileError: If the directory cannot be created.
+    """
+    return _ensure_dir(config_dir() / "profiles")
+
+
+def known_hosts_path(name: str) -> Path:
+    """Return the path of profile ``name``'s own known_hosts file (its directory is created).
+
+    Raises:
+        ProfileError: If ``name`` is not a valid profile name or the directory cannot be created.
+    """
+    _check_name(name)
+    return _ensure_dir(state_dir() / "known_hosts", private=True) / name
+
+
+def log_dir() -> Path:
+    """Return (and create, 0700) the directory for log files.
+
+    Raises:
+        ProfileError: If the directory cannot be created.
+    """
+    return _ensure_dir(state_dir() / "logs", private=True)
+
+
+def keys_dir() -> Path:
+    """Return (and create, 0700) the directory for private keys mcpctl generates.
+
+    Raises:
+        ProfileError: If the directory cannot be created.
+    """
+    return _ensure_dir(state_dir() / "keys", private=True)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``, mode 0600.
+
+    The data goes to a temporary file in the same directory, is flushed to disk, then renamed over
+    ``path``: a reader sees the old file or the new one, never half of one, and a crash leaves at most
+    a stray ``.NAME.*.tmp`` file (removed here on any error).
+
+    Raises:
+        OSError: If the file cannot be written (the caller translates it, knowing what the file is).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), _FILE_MODE)  # mkstemp already uses 0600; make it explicit
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ProfileError(f"{name!r} is not a valid profile name; a name {NAME_RULE}.")
+    return name
+
+
+def _expand_absolute(value: Any) -> Any:
+    """Expand ``~`` and insist on an absolute path: a relative one would depend on the current directory."""
+    if isinstance(value, (str, Path)):
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            raise ValueError(f"must be an absolute path or start with ~ (got {str(value)!r})")
+        return path
+    return value
+
+
+def default_remote_dir(user: str, name: str) -> str:
+    """Return where profile ``name`` installs by default: ``/home/USER/mcpctl/NAME`` (root: ``/root/...``)."""
+    home = "/root" if user == "root" else f"/home/{user}"
+    return f"{home}/mcpctl/{name}"
+
+
+class Ec2Settings(BaseModel):
+    """What mcpctl needs to find, reuse and clean up the EC2 instance behind an ``ec2`` profile."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    region: str | None = None
+    instance_type: str | None = None
+    instance_id: str | None = None
+    security_group_id: str | None = None
+    key_name: str | None = None
+    ssh_cidr: str | None = None
+    volume_gb: int | None = Field(default=None, ge=1, strict=True)
+    autostop_minutes: int | None = Field(default=None, ge=0, strict=True)
+
+
+class Profile(BaseModel):
+    """One remote host mcpctl manages, stored as ``profiles/NAME.toml``.
+
+    Unknown keys are an error, so a typo in the file is reported instead of silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str
+    kind: Literal["host", "sandbox", "ec2"] = "host"
+    host: str | None = None
+    port: int = Field(default=22, strict=True)
+    user: str
+    identity_file: Path | None = None
+    host_key_alias: str | None = None
+    remote_dir: str
+    use_agent: bool = False
+    use_ssh_config: bool = False
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 15.0
+    data: list[Path] = Field(default_factory=list)
+    server_args: list[str] = Field(default_factory=list)
+    columns: dict[str, str] = Field(default_factory=dict)
+    ec2: Ec2Settings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_remote_dir(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("remote_dir"):
+            name, user = data.get("name"), data.get("user")
+            if isinstance(name, str) and isinstance(user, str) and user:
+                data = {**data, "remote_dir": default_remote_dir(user, name)}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not NAME_PATTERN.fullmatch(value):
+            raise ValueError(NAME_RULE)
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _valid_port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError("must be between 1 and 65535")
+        return value
+
+    @field_validator("host", "host_key_alias")
+    @classmethod
+    def _valid_host(cls, value: str | None) -> str | None:
+        # These end up in known_hosts lines and ssh command lines: no spaces, no option-like values.
+        if value is not None and (not value or value.startswith("-") or any(c in value for c in " \t\n,@/")):
+            raise ValueError("must be a host name or IP address (no spaces, '@', '/' or ',')")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _valid_user(cls, value: str) -> str:
+        if not value or value.startswith("-") or any(c in value for c in " \t\n@:/"):
+            raise ValueError("must be a user name (no spaces, '@', ':' or '/')")
+        return value
+
+    @field_validator("identity_file", mode="before")
+    @classmethod
+    def _identity_path(cls, value: Any) -> Any:
+        return _expand_absolute(value)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_paths(cls, value: Any) -> Any:
+        return [_expand_absolute(item) for item in value] if isinstance(value, list) else value
+
+    @field_validator("remote_dir")
+    @classmethod
+    def _valid_remote_dir(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if not path.is_absolute() or ".." in path.parts or len(path.parts) < 2:
+            raise ValueError("must be an absolute POSIX path below / such as /home/USER/mcpctl/NAME")
+        if any(ord(c) < 32 for c in value):
+            raise ValueError("must not contain control characters")
+        return str(path)
+
+    @field_validator("connect_timeout", "keepalive_interval")
+    @classmethod
+    def _positive_seconds(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("must be a number of seconds greater than 0")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _valid_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        for field, source in value.items():
+            if not field or "=" in field or not source:
+                raise ValueError(f"{field!r} = {source!r} must map a field name (no '=') to a column name")
+        return value
+
+    @model_validator(mode="after")
+    def _host_required(self) -> Profile:
+        # An ec2 profile is saved before its instance has an address; every other kind needs one.
+        if self.host is None and self.kind != "ec2":
+            raise ValueError("field 'host' is required for a profile of kind " + repr(self.kind))
+        return self
+
+    def target(self) -> Target:
+        """Return the SSH target for this profile, with its own known_hosts file.
+
+        Raises:
+            ProfileError: If the profile has no host yet (an ec2 profile whose instance is not launched).
+        """
+        from provision.remote import Target  # lazy: asyncssh is not needed to read a profile
+
+        if self.host is None:
+            raise ProfileError(
+                f"profile '{self.name}' has no host address yet; "
+                f"launch it with `mcpctl provision {self.name}`."
+            )
+        return Target(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            known_hosts=known_hosts_path(self.name),
+            identity_file=self.identity_file,
+            host_key_alias=self.host_key_alias,
+            use_agent=self.use_agent,
+            use_ssh_config=self.use_ssh_config,
+            connect_timeout=self.connect_timeout,
+            keepalive_interval=self.keepalive_interval,
+            name=self.name,
+        )
+
+    def to_toml(self) -> str:
+        """Serialise to TOML (``None`` values are left out: TOML has no null)."""
+        header = f"# mcpctl profile '{self.name}': edit freely, unknown keys are rejected.\n"
+        return header + tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+# ------------------------------------------------------------------------------------- load and save
+
+
+def _profile_path(name: str) -> Path:
+    return profiles_dir() / f"{_check_name(name)}.toml"
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    """Turn pydantic's errors into ``field 'x': reason`` phrases, one per problem."""
+    phrases = []
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in error["loc"])
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            allowed = Ec2Settings.model_fields if loc.startswith("ec2.") else Profile.model_fields
+            close = difflib.get_close_matches(str(error["loc"][-1]), list(allowed), n=1)
+            reason = f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
+        elif kind == "missing":
+            reason = "is required"
+        elif kind == "value_error":
+            reason = str(error["ctx"]["error"])
+        else:
+            reason = error["msg"][:1].lower() + error["msg"][1:]
+        phrases.append(f"field '{loc}': {reason}" if loc else reason)
+    return "; ".join(phrases)
+
+
+def parse_profile(text: str, *, name: str, source: Path) -> Profile:
+    """Parse a profile from TOML text; ``source`` names the file in error messages.
+
+    Raises:
+        ProfileError: On a TOML syntax error (with its line) or an invalid field (with its name).
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{source}: invalid TOML: {exc}; fix the file or remove it.") from exc
+    data.setdefault("name", name)
+    if data["name"] != name:
+        raise ProfileError(
+            f"{source}: field 'name': {data['name']!r} does not match the file name; "
+            f"set it to '{name}' or rename the file."
+        )
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(f"{source}: {_describe_validation(exc)}; fix the file or remove it.") from exc
+
+
+def list_profiles() -> list[str]:
+    """Return the names of all saved profiles, sorted.
+
+    Raises:
+        ProfileError: If the profiles directory cannot be created.
+    """
+    return sorted(p.stem for p in profiles_dir().glob("*.toml") if NAME_PATTERN.fullmatch(p.stem))
+
+
+def _missing(name: str) -> ProfileError:
+    existing = ", ".join(list_profiles()) or "none yet"
+    return ProfileError(
+        f"no profile named '{name}'; create it with `mcpctl provision {name} --host user@host` "
+        f"(existing: {existing})."
+    )
+
+
+def load_profile(name: str) -> Profile:
+    """Load ``profiles/NAME.toml``.
+
+    Raises:
+        ProfileError: If the name is invalid, no such profile exists (the message lists the existing
+            ones), or the file is malformed (the message names the file and the line or field).
+    """
+    path = _profile_path(name)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise _missing(name) from None
+    except OSError as exc:
+        raise ProfileError(f"cannot read {path}: {exc.strerror or exc}; check its permissions.") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text ({exc.reason}); fix the file or remove it.") from exc
+    return parse_profile(text, name=name, source=path)
+
+
+def save_profile(profile: Profile) -> Path:
+    """Write the profile atomically (temporary file + rename), mode 0600, and return its path.
+
+    Raises:
+        ProfileError: If the file cannot be written.
+    """
+    path = _profile_path(profile.name)
+    try:
+        write_private_file(path, profile.to_toml().encode("utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"cannot write {path}: {exc.strerror or exc}; check the directory.") from exc
+    return path
+
+
+def remove_profile(name: str, *, missing_ok: bool = False) -> None:
+    """Delete the profile and its known_hosts file.
+
+    Raises:
+        ProfileError: If neither exists (unless ``missing_ok``) or a file cannot be removed.
+    """
+    removed = False
+    for path in (_profile_path(name), known_hosts_path(name)):
+        try:
+            path.unlink()
+            removed = True
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ProfileError(f"cannot remove {path}: {exc.strerror or exc}; remove it by hand.") from exc
+    if not removed and not missing_ok:
+        raise _missing(name)
+
+
+def parse_host_spec(spec: str, *, default_port: int = 22) -> tuple[str, str, int]:
+    """Split ``[ssh://][user@]host[:port]`` (IPv6 as ``[::1]:2222``) into ``(user, host, port)``.
+
+    A missing user is the local user name (what ``ssh`` does); a missing port is ``default_port``.
+
+    Raises:
+        ProfileError: If the spec is malformed.
+    """
+    problem = f"'{spec}' is not a valid host; use user@host or user@host:port (IPv6: user@[::1]:22)."
+    rest = spec.strip().removeprefix("ssh://")
+    user, at, hostport = rest.rpartition("@")
+    if not at:
+        user = getpass.getuser()
+    port_text = ""
+    if hostport.startswith("["):
+        host, bracket, tail = hostport[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ProfileError(problem)
+        port_text = tail[1:]
+    elif hostport.count(":") == 1:
+        host, _, port_text = hostport.partition(":")
+    else:
+        host = hostport  # a bare name, or a bare IPv6 address (no port possible without brackets)
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError:
+        raise ProfileError(problem) from None
+    bad = " \t\n@/,"
+    if (
+        not host
+        or not user
+        or host.startswith("-")
+        or user.startswith("-")
+        or any(c in host for c in bad)
+        or any(c in user for c in bad + ":")
+        or not 1 <= port <= 65535
+    ):
+        raise ProfileError(problem)
+    return user, host, port
