@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
@@ -236,11 +236,14 @@ def _check_imports() -> str:
     from mcp_sales.quiet import quiet_prophet_logger, silence_stan_loggers
 
     silence_stan_loggers()
+    from importlib.metadata import version
+
     import duckdb
+    import mcp.server  # noqa: F401
     import prophet
 
     quiet_prophet_logger()
-    return f"duckdb {duckdb.__version__}, prophet {prophet.__version__}"
+    return f"mcp {version('mcp')}, duckdb {duckdb.__version__}, prophet {prophet.__version__}"
 
 
 def _check_stan() -> str:
@@ -279,32 +282,41 @@ def _check_query(config: ServerConfig) -> str:
 
 
 def run_checks(config: ServerConfig) -> dict[str, Any]:
-    """Run every check (stdout diverted: imports may print from C); stop at the first failure."""
+    """Run every check (stdout diverted: imports may print from C) and report them all.
+
+    A check whose prerequisite failed is reported as failed without running ("stan" needs "imports",
+    "query" needs "data"); ``error`` is the first failure, the line a caller shows.
+    """
     import time
 
     from mcp_sales.quiet import stdout_to_stderr
 
-    steps = [
-        ("python", _check_python),
-        ("imports", _check_imports),
-        ("stan", _check_stan),
-        ("data", lambda: _check_data(config)),
-        ("query", lambda: _check_query(config)),
+    steps: list[tuple[str, str | None, Callable[[], str]]] = [
+        ("python", None, _check_python),
+        ("imports", None, _check_imports),
+        ("stan", "imports", _check_stan),
+        ("data", None, lambda: _check_data(config)),
+        ("query", "data", lambda: _check_query(config)),
     ]
     checks: list[dict[str, Any]] = []
+    failed: set[str] = set()
     error: str | None = None
     with stdout_to_stderr():
-        for name, step in steps:
+        for name, needs, step in steps:
             started = time.perf_counter()
-            try:
-                detail, ok = step(), True
-            except Exception as exc:
-                detail, ok = str(exc) or type(exc).__name__, False
-                error = f"{name}: {detail}"
+            ok = False
+            if needs in failed:
+                detail = f"skipped: {needs} failed"
+            else:
+                try:
+                    detail, ok = step(), True
+                except Exception as exc:
+                    detail = str(exc) or type(exc).__name__
+            if not ok:
+                failed.add(name)
+                error = error or f"{name}: {detail}"
             seconds = time.perf_counter() - started
             checks.append({"name": name, "ok": ok, "detail": detail, "seconds": seconds})
-            if not ok:
-                break
     return {"ok": error is None, "error": error, "checks": checks}
 
 

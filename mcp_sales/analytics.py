@@ -121,16 +121,18 @@ def resolve_product(data: SalesData, name: str, operation: str | None = None) ->
             hint=f"list_products shows all {len(products)}{where}",
             scope=where,
         )
-    except InvalidInput:
-        if operation is not None:
-            # Sold elsewhere but not here: say so rather than suggesting look-alikes.
-            with contextlib.suppress(InvalidInput):
-                product = resolve_product(data, name)
-                raise InvalidInput(
-                    f"product {product[1]!r} has no sales in {operation}; "
-                    f"list_products with operation {operation!r} shows what it sells"
-                ) from None
-        raise
+    except InvalidInput as scoped:
+        if operation is None:
+            raise
+        # Sold elsewhere but not here: say so rather than suggesting look-alikes.
+        try:
+            product = resolve_product(data, name)
+        except InvalidInput:
+            raise scoped from None
+        raise InvalidInput(
+            f"product {product[1]!r} has no sales in {operation}; "
+            f"list_products with operation {operation!r} shows what it sells"
+        ) from None
 
 
 def _pick(

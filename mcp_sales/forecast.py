@@ -21,6 +21,7 @@ import os
 import re
 import tempfile
 import threading
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -223,7 +224,11 @@ def fit_prophet(
                 f"Prophet cannot be imported on the server ({exc}); reinstall the server environment"
             ) from exc
         quiet_prophet_logger()
-        with _fit_lock:
+        # Fits are serialized, so the process-wide warning filter change is confined to this fit: the
+        # pandas deprecation notices Prophet triggers are not ours to fix and only clutter the log.
+        with _fit_lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
             np.random.seed(SEED)
             frame = pd.DataFrame({"ds": pd.to_datetime([d for d, _ in series]), "y": [v for _, v in series]})
             model = Prophet(interval_width=interval_width, **MODEL_PARAMS)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -56,6 +57,10 @@ sellers, sales_over_time for trends, and forecast_sales for a Prophet forecast o
 Operation and product names are matched case-insensitively and by unique partial name. Dates are
 YYYY-MM-DD. A first forecast can take up to a minute (progress is reported); repeated forecasts are
 served from a cache. Every error message says what to change: read it and call again."""
+
+# Server-side duration of each tool call, in the result's _meta: lets clients and benchmarks tell
+# server time from transport time.
+ELAPSED_META = "mcp_sales/elapsed_ms"
 
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -168,18 +173,32 @@ def _unexpected(tool: str) -> CallToolResult:
     )
 
 
+async def _guard(tool: str, work: Callable[[], Awaitable[CallToolResult]]) -> CallToolResult:
+    """Run a tool body: failures become tool errors; the server-side time goes into ``_meta``."""
+    started = time.perf_counter()
+    try:
+        result = await work()
+    except SalesError as exc:
+        log.info("tool %s: %s", tool, exc)
+        result = _error(str(exc))
+    except Exception:
+        result = _unexpected(tool)
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+    log.debug("tool %s answered in %.1f ms", tool, elapsed_ms)
+    result.meta = {**(result.meta or {}), ELAPSED_META: elapsed_ms}
+    return result
+
+
 async def _run(
     tool: str, backend: _Backend, compute: Callable[[SalesData], ModelT], render: Callable[[ModelT], str]
 ) -> CallToolResult:
-    """Compute in a worker thread (DuckDB queries block) and turn failures into tool errors."""
-    try:
+    """Compute in a worker thread (DuckDB queries block) and render the result."""
+
+    async def work() -> CallToolResult:
         model = await anyio.to_thread.run_sync(lambda: compute(backend.data()))
         return _ok(model, render(model))
-    except SalesError as exc:
-        log.info("tool %s: %s", tool, exc)
-        return _error(str(exc))
-    except Exception:
-        return _unexpected(tool)
+
+    return await _guard(tool, work)
 
 
 # --- text renderings: short, for the model to read next to the structured result -------------------
@@ -394,7 +413,7 @@ def build_server(config: ServerConfig) -> MCPServer[Any]:
         async def tick(elapsed: float, deadline: float) -> None:
             await ctx.report_progress(elapsed, deadline, "Fitting the forecast model")
 
-        try:
+        async def work() -> CallToolResult:
             data = await anyio.to_thread.run_sync(backend.data)
             request = await anyio.to_thread.run_sync(
                 lambda: forecast.validate_request(
@@ -416,10 +435,7 @@ def build_server(config: ServerConfig) -> MCPServer[Any]:
                     )
                 )
             return _ok(result, render_forecast(result), images)
-        except SalesError as exc:
-            log.info("tool forecast_sales: %s", exc)
-            return _error(str(exc))
-        except Exception:
-            return _unexpected("forecast_sales")
+
+        return await _guard("forecast_sales", work)
 
     return server

@@ -224,6 +224,9 @@ async def install_environment(remote: Remote, facts: HostFacts, paths: dict[str,
         "UV_PYTHON": facts.python,
         "UV_PYTHON_DOWNLOADS": "never",
         "UV_NO_PROGRESS": "1",
+        # The platform's CA store, not uv's bundled roots: hosts behind a TLS-inspecting proxy trust
+        # their own CA there, and it is what pip and curl on the host already use.
+        "UV_SYSTEM_CERTS": "1",
     }
     argv = [*env_prefix(env), paths["uv"], "sync", "--frozen", "--no-dev", "--project", paths["root"]]
     await remote.run(argv, timeout=1800)
@@ -241,7 +244,7 @@ async def self_check(remote: Remote, paths: dict[str, str], server_args: Sequenc
     if result.exit_status != 0:
         reason = (result.stderr.strip() or result.stdout.strip()).splitlines()
         raise RemoteError(
-            f"the server's self-check failed on the host: {reason[-1] if reason else 'no output'}",
+            f"the server's self-check failed on the host: {(reason[-1] if reason else 'no output').rstrip('.')}.",
             hint="fix the data or mapping in the profile, then run `mcpctl provision` again.",
         )
     return result.stdout

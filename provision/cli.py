@@ -1,15 +1,439 @@
-"""The mcpctl command line: thin commands over the provision library."""
+"""The mcpctl command line: each command parses, calls one library function, renders the result.
+
+Human output goes to stderr (rich); ``--json`` output goes to stdout. Expected failures
+(:class:`~provision.errors.McpctlError`) print one red line and exit with the error's code; anything
+else writes its traceback to the log file and says where it is. Heavy modules (asyncssh, boto3) are
+imported inside the commands so that ``mcpctl --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+
 import typer
+from rich.console import Console
+
+from provision.errors import McpctlError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+err = Console(stderr=True, highlight=False)
 
 app = typer.Typer(
     name="mcpctl",
     help="Run the mcp_sales MCP server on a remote host over SSH, for Claude Desktop and Gemini.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
+profile_app = typer.Typer(help="List, show and remove profiles.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="A local SSH host on 127.0.0.1 to try everything.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Write the MCP client entries (Claude Desktop, Gemini CLI).", no_args_is_help=True
+)
+app.add_typer(profile_app, name="profile")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(config_app, name="config")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+NameArg = Annotated[str, typer.Argument(help="Profile name.")]
+
+
+def _crash_log() -> Path:
+    from provision.profiles import log_dir
+
+    try:
+        return log_dir() / "mcpctl-crash.log"
+    except McpctlError:
+        return Path.home() / "mcpctl-crash.log"
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Catch errors once, at the command boundary: one red line and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except McpctlError as exc:
+            err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception:
+            path = _crash_log()
+            with path.open("a", encoding="utf-8") as log:
+                log.write(traceback.format_exc())
+            err.print(f"[red]error:[/red] unexpected failure; the traceback is in {path}. Please report it.")
+            raise typer.Exit(70) from None
+
+    return wrapper
+
+
+def emit_json(data: Any) -> None:
+    """Write ``data`` as JSON to stdout (the only thing a command writes there)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def phase_printer(prefix: str = "") -> Callable[[str, str], None]:
+    """Return an ``on_phase`` callback that prints ``✓ phase  detail`` lines to stderr."""
+
+    def on_phase(phase: str, detail: str) -> None:
+        err.print(f"  [green]✓[/green] {prefix}{phase:<12} {detail}")
+
+    return on_phase
+
+
+# ------------------------------------------------------------------------------------------ profile
+
+
+@profile_app.command("list")
+@handle_errors
+def profile_list(as_json: JsonOpt = False) -> None:
+    """List the saved profiles."""
+    from rich.table import Table
+
+    from provision.profiles import list_profiles, load_profile
+
+    profiles = []
+    for name in list_profiles():
+        try:
+            profiles.append(load_profile(name).model_dump(mode="json"))
+        except McpctlError as exc:
+            profiles.append({"name": name, "error": str(exc)})
+    if as_json:
+        emit_json(profiles)
+        return
+    if not profiles:
+        err.print("no profiles yet; create one with `mcpctl provision NAME --sandbox` or `--host user@host`.")
+        return
+    table = Table("name", "kind", "address", "remote dir")
+    for p in profiles:
+        if "error" in p:
+            table.add_row(p["name"], "[red]invalid[/red]", p["error"], "")
+        else:
+            table.add_row(
+                p["name"], p["kind"], f"{p['user']}@{p.get('host') or '-'}:{p['port']}", p["remote_dir"]
+            )
+    err.print(table)
+
+
+@profile_app.command("show")
+@handle_errors
+def profile_show(name: NameArg, as_json: JsonOpt = False) -> None:
+    """Show one profile and where its files are."""
+    from provision.profiles import known_hosts_path, load_profile
+
+    profile = load_profile(name)
+    if as_json:
+        emit_json(profile.model_dump(mode="json"))
+        return
+    err.print(profile.to_toml())
+    err.print(f"# known_hosts: {known_hosts_path(name)}")
+
+
+@profile_app.command("remove")
+@handle_errors
+def profile_remove(name: NameArg) -> None:
+    """Remove a profile and its pinned host key (nothing on the remote host is touched)."""
+    from provision.profiles import remove_profile
+
+    remove_profile(name)
+    err.print(f"removed profile '{name}'")
+
+
+# ------------------------------------------------------------------------------------------ sandbox
+
+
+@sandbox_app.command("up")
+@handle_errors
+def sandbox_up(
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the local sandbox SSH host (idempotent)."""
+    from provision import sandbox
+
+    info = sandbox.up(port=port)
+    if as_json:
+        emit_json({"pid": info.pid, "host": info.host, "port": info.port, "user": info.user})
+        return
+    err.print(f"sandbox up on {info.host}:{info.port} (pid {info.pid}, user {info.user})")
+    err.print("next: `mcpctl provision NAME --sandbox`")
+
+
+@sandbox_app.command("down")
+@handle_errors
+def sandbox_down() -> None:
+    """Stop the local sandbox SSH host."""
+    from provision import sandbox
+
+    err.print("sandbox stopped" if sandbox.down() else "sandbox was not running")
+
+
+@sandbox_app.command("status")
+@handle_errors
+def sandbox_status(as_json: JsonOpt = False) -> None:
+    """Say whether the sandbox runs, and where."""
+    from provision import sandbox
+
+    info = sandbox.status()
+    if as_json:
+        emit_json(None if info is None else {"pid": info.pid, "port": info.port, "uptime": info.uptime})
+        return
+    if info is None:
+        err.print("sandbox is stopped; start it with `mcpctl sandbox up`.")
+        raise typer.Exit(1)
+    err.print(f"sandbox running on {info.host}:{info.port} (pid {info.pid}, up {info.uptime:.0f} s)")
+
+
+# ------------------------------------------------------------------------------------------- config
+
+Style = Literal["proxy", "ssh"]
+
+
+def _config(
+    client: Literal["claude", "gemini"],
+    name: str,
+    style: str,
+    server_name: str | None,
+    config_path: Path | None,
+    dry_run: bool,
+    remove: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    from provision.claude import EntryInputs, configure_client, remove_client_entry
+    from provision.profiles import load_profile
+
+    if style not in ("proxy", "ssh"):
+        raise McpctlError(f"--style must be 'proxy' or 'ssh', not {style!r}.")
+    if remove:
+        change = remove_client_entry(
+            name, client=client, server_name=server_name, path=config_path, force=force, dry_run=dry_run
+        )
+    else:
+        inputs = EntryInputs.from_profile(load_profile(name))
+        change = configure_client(
+            inputs,
+            client=client,
+            style=style,  # type: ignore[arg-type]
+            server_name=server_name,
+            path=config_path,
+            force=force,
+            dry_run=dry_run,
+        )
+    if as_json:
+        emit_json(
+            {
+                "path": str(change.path),
+                "server_name": change.server_name,
+                "action": change.action,
+                "backup": str(change.backup) if change.backup else None,
+                "entry": change.entry,
+                "dry_run": change.dry_run,
+            }
+        )
+        return
+    if dry_run and change.diff:
+        err.print(change.diff, markup=False)
+    verb = "would be " if dry_run else ""
+    err.print(f"{change.path}: entry '{change.server_name}' {verb}{change.action}")
+    if change.backup:
+        err.print(f"backup: {change.backup}")
+    if change.changed and not dry_run:
+        err.print("restart the client (quit it fully first) to load the change.")
+
+
+def _config_command(client: Literal["claude", "gemini"]) -> Callable[..., None]:
+    @handle_errors
+    def command(
+        name: NameArg,
+        style: Annotated[
+            str, typer.Option(help="proxy: `mcpctl connect` (survives drops); ssh: plain ssh.")
+        ] = "proxy",
+        server_name: Annotated[
+            str | None, typer.Option(help="Key in mcpServers (default sales-NAME).")
+        ] = None,
+        config_path: Annotated[
+            Path | None, typer.Option(help="Edit this file instead of the default.")
+        ] = None,
+        dry_run: Annotated[bool, typer.Option(help="Show the change without writing.")] = False,
+        remove: Annotated[bool, typer.Option(help="Take our entry out.")] = False,
+        force: Annotated[bool, typer.Option(help="Replace or remove an entry mcpctl did not write.")] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        _config(client, name, style, server_name, config_path, dry_run, remove, force, as_json)
+
+    command.__doc__ = (
+        f"Write (or --remove) the {client.title()} entry for profile NAME: merge, backup, atomic."
+    )
+    return command
+
+
+config_app.command("claude")(_config_command("claude"))
+config_app.command("gemini")(_config_command("gemini"))
+
+
+# ------------------------------------------------------------------------------------ provision, sync
+
+
+def _parse_columns(items: list[str]) -> dict[str, str]:
+    columns: dict[str, str] = {}
+    for item in items:
+        field, sep, source = item.partition("=")
+        if not sep or not field.strip() or not source.strip():
+            raise McpctlError(f"--column {item!r} is not FIELD=SOURCE; write e.g. --column operation=CITY.")
+        columns[field.strip()] = source.strip()
+    return columns
+
+
+def _confirm_key(yes: bool) -> Callable[[str, int, str], bool] | None:
+    """Ask before pinning a host key nobody vouched for (only on a terminal; --yes accepts)."""
+
+    def ask(host: str, port: int, fingerprint: str) -> bool:
+        err.print(f"host key of {host}:{port} is [bold]{fingerprint}[/bold]")
+        if yes:
+            return True
+        return typer.confirm("Is this the host's key? (check with its owner)", default=False, err=True)
+
+    return ask if (yes or sys.stdin.isatty()) else None
+
+
+@app.command()
+@handle_errors
+def provision(
+    name: NameArg,
+    host: Annotated[str | None, typer.Option(help="Existing Linux host: user@host[:port].")] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the local sandbox host.")] = False,
+    ec2: Annotated[bool, typer.Option("--ec2", help="Launch an EC2 instance (see docs/EC2.md).")] = False,
+    host_key: Annotated[
+        str | None, typer.Option(help="Expected host key: public key line or SHA256 fingerprint.")
+    ] = None,
+    identity_file: Annotated[Path | None, typer.Option(help="Private key to log in with.")] = None,
+    remote_dir: Annotated[str | None, typer.Option(help="Absolute install directory on the host.")] = None,
+    data: Annotated[
+        list[Path] | None, typer.Option(help="Local sales data file to send (CSV/Parquet).")
+    ] = None,
+    column: Annotated[
+        list[str] | None, typer.Option(help="Column mapping FIELD=SOURCE, e.g. operation=CITY (repeatable).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept the shown host key fingerprint.")] = False,
+    force: Annotated[bool, typer.Option(help="Reinstall the environment even if it is up to date.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create or update profile NAME and install the server on its host (idempotent)."""
+    import anyio
+
+    from provision import provisioner
+
+    chosen = [
+        flag for flag, on in (("--host", host is not None), ("--sandbox", sandbox), ("--ec2", ec2)) if on
+    ]
+    if len(chosen) > 1:
+        raise McpctlError(f"choose one of {', '.join(chosen)}, not several.")
+    if ec2:
+        raise McpctlError("--ec2 provisioning is not available in this version yet; use --host or --sandbox.")
+    columns = _parse_columns(column or [])
+    err.print(f"provisioning [bold]{name}[/bold]")
+    on_phase = phase_printer()
+    if sandbox:
+        result = anyio.run(
+            lambda: provisioner.provision_sandbox(
+                name, data=data or [], columns=columns, force=force, on_phase=on_phase
+            )
+        )
+    else:
+        result = anyio.run(
+            lambda: provisioner.provision_host(
+                name,
+                host_spec=host,
+                host_key=host_key,
+                identity_file=identity_file,
+                remote_dir=remote_dir,
+                data=data or [],
+                columns=columns,
+                confirm=_confirm_key(yes),
+                force=force,
+                on_phase=on_phase,
+            )
+        )
+    total = sum(seconds for _, seconds, _ in result.report.phases)
+    if as_json:
+        emit_json(
+            {
+                "profile": result.profile.model_dump(mode="json"),
+                "up_to_date": result.report.up_to_date,
+                "phases": [{"phase": p, "seconds": s, "detail": d} for p, s, d in result.report.phases],
+            }
+        )
+        return
+    state = "up to date" if result.report.up_to_date else "ready"
+    err.print(f"[bold green]{name} {state}[/bold green] in {total:.1f} s ({result.profile.remote_dir})")
+    err.print(
+        f"next: `mcpctl config claude {name}` then restart Claude Desktop; `mcpctl doctor {name}` checks it."
+    )
+
+
+@app.command()
+@handle_errors
+def sync(
+    name: NameArg,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan without changing anything.")] = False,
+    delete: Annotated[bool, typer.Option(help="Delete remote files that no longer exist locally.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Push code and data to the host: incremental, each file replaced atomically."""
+    import anyio
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from provision import provisioner
+
+    with Progress(
+        TextColumn("[bold]sync[/bold]"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[files]}"),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("sync", total=None, files="")
+
+        def progress(step: Any) -> None:
+            bar.update(
+                task,
+                completed=step.bytes_done,
+                total=step.bytes_total,
+                files=f"{step.files_done}/{step.files_total} files",
+            )
+
+        report = anyio.run(
+            lambda: provisioner.sync_profile(name, delete=delete, dry_run=dry_run, progress=progress)
+        )
+    if as_json:
+        emit_json(
+            {
+                "dry_run": report.dry_run,
+                "up_to_date": report.up_to_date,
+                "files_sent": report.files_sent,
+                "bytes_sent": report.bytes_sent,
+                "deleted": report.deleted,
+                "seconds": report.seconds,
+            }
+        )
+        return
+    err.print(report.describe(), markup=False)
 
 
 @app.command()
@@ -18,3 +442,14 @@ def version() -> None:
     from provision import __version__
 
     typer.echo(__version__)
+
+
+@app.command()
+def connect(name: NameArg) -> None:
+    """Proxy stdio to the server on the host, reconnecting on drops (what Claude Desktop runs).
+
+    stdout carries only JSON-RPC; everything else goes to the profile's log file (`mcpctl logs NAME`).
+    """
+    from provision.proxy import connect_main
+
+    raise typer.Exit(connect_main(name))

@@ -3,10 +3,10 @@
 A :class:`Manifest` maps POSIX paths relative to one remote root to :class:`FileEntry` values (size,
 mtime, sha256, mode). The local side walks the source tree honouring built-in ignores and the root's
 ``.mcpignore`` (gitignore syntax); sha256 values come from a :class:`HashCache` keyed by
-(path, size, mtime_ns), so an unchanged 512 MB file is never read twice. The remote side is one
-command: ``find -printf`` for the live sizes and mtimes, plus the manifest file sync keeps on the host
-(``.mcpctl/manifest.json``), whose sha256 values are trusted only while the live size and mtime still
-match what it recorded.
+(path, size, mtime_ns), so an unchanged 512 MB file is never read twice. The remote side comes from one
+listing on the host (see ``provision.sync.remote_manifest``): live sizes and mtimes, plus the manifest
+file sync keeps there (``.mcpctl/manifest.json``), whose sha256 values are trusted only while the live
+size and mtime still match what it recorded.
 
 SFTP sets mtimes in whole seconds, so mtimes are compared at second granularity throughout.
 """
@@ -23,14 +23,11 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import pathspec
 
-from provision.errors import McpctlError, RemoteError
-
-if TYPE_CHECKING:
-    from provision.remote import Remote
+from provision.errors import McpctlError
 
 NS = 1_000_000_000
 STATE_DIR = ".mcpctl"  # our own directory under the remote root: the manifest file lives there
@@ -447,23 +444,6 @@ def temp_name(name: str, token: str) -> str:
     return f".{short}{TEMP_MARK}{token}"
 
 
-def _listing_script() -> str:
-    prune = " -o ".join(f"-name {n}" for n in PRUNED_DIRS)
-    return (
-        'cd -- "$1" 2>/dev/null || exit 0\n'  # no root yet: an empty listing
-        f"find . \\( -type d \\( {prune} \\) \\) -prune -o -type f -printf '%s\\t%T@\\t%m\\t%P\\0'\n"
-        "status=$?\n"
-        "printf '\\0'\n"  # an empty record ends the listing; the manifest file follows
-        f"cat {MANIFEST_PATH} 2>/dev/null\n"
-        "exit $status\n"
-    )
-
-
-def _mtime_ns(text: str) -> int:
-    seconds, _, fraction = text.partition(".")
-    return int(seconds) * NS + int((fraction + "000000000")[:9])
-
-
 def _parse_recorded(text: str) -> dict[str, FileEntry]:
     try:
         raw = json.loads(text) if text.strip() else {}
@@ -477,50 +457,23 @@ def _parse_recorded(text: str) -> dict[str, FileEntry]:
         return {}  # unreadable: rewritten by the next sync that changes anything
 
 
-def parse_listing(root: str, output: str) -> Manifest:
-    """Build the remote manifest from the listing command's output (see :func:`remote_manifest`).
+def manifest_from_listing(root: str, listing: Mapping[str, Any]) -> Manifest:
+    """Build the remote manifest from the host's listing (files, stale temp files, manifest file text).
+
+    ``listing["files"]`` holds ``[path, size, mtime_ns, mode]`` rows; ``listing["manifest"]`` the text of
+    the manifest file sync keeps on the host, or None.
 
     Raises:
-        ValueError: A listing record is malformed.
+        ValueError: A row is malformed.
     """
-    tokens = output.split("\0")
+    recorded = _parse_recorded(listing.get("manifest") or "")
     files: dict[str, FileEntry] = {}
-    temps: list[str] = []
-    end = tokens.index("") if "" in tokens else len(tokens)
-    for record in tokens[:end]:
-        size, mtime, mode, path = record.split("\t", 3)
-        if is_temp_name(posixpath.basename(path)):
-            temps.append(path)
-        else:
-            files[path] = FileEntry(int(size), _mtime_ns(mtime), None, int(mode, 8))
-    recorded = _parse_recorded("\0".join(tokens[end + 1 :]))
-    for path, live in files.items():
+    for path, size, mtime_ns, mode in listing.get("files", []):
+        live = FileEntry(int(size), int(mtime_ns), None, int(mode))
         known = recorded.get(path)
         # The recorded hash describes the live file only while size and mtime are what we wrote.
         if known is not None and (known.size, known.mtime_s) == (live.size, live.mtime_s):
-            files[path] = FileEntry(live.size, live.mtime_ns, known.sha256, live.mode)
-    return Manifest(root, dict(sorted(files.items())), temps=tuple(sorted(temps)), recorded=recorded)
-
-
-async def remote_manifest(remote: Remote, remote_root: str) -> Manifest:
-    """List the files under ``remote_root`` with one remote command (a missing root is empty).
-
-    Raises:
-        RemoteError: The listing failed (the host needs GNU find) or its output is malformed.
-        ConnectError: The connection dropped.
-    """
-    root = posixpath.normpath(remote_root)
-    result = await remote.run(["sh", "-c", _listing_script(), "sh", root], check=False)
-    where = remote.target.address
-    if result.exit_status != 0:
-        raise RemoteError(
-            f"cannot list {root} on {where} (exit status {result.exit_status}: "
-            f"{result.stderr.strip()[-300:] or 'no error output'}); check that the directory is readable "
-            "and that the host has GNU find."
-        )
-    try:
-        return parse_listing(root, result.stdout)
-    except ValueError as exc:
-        raise RemoteError(
-            f"the file listing of {root} on {where} is malformed ({exc}); check that the host has GNU find."
-        ) from exc
+            live = FileEntry(live.size, live.mtime_ns, known.sha256, live.mode)
+        files[str(path)] = live
+    temps = tuple(sorted(str(p) for p in listing.get("temps", [])))
+    return Manifest(root, dict(sorted(files.items())), temps=temps, recorded=recorded)

@@ -208,7 +208,7 @@ class Profile(BaseModel):
     user: str
     identity_file: Path | None = None
     host_key_alias: str | None = None
-    remote_dir: str
+    remote_dir: str = ""  # never stays empty: _default_remote_dir derives it from user and name
     use_agent: bool = False
     use_ssh_config: bool = False
     connect_timeout: float = 10.0
@@ -380,6 +380,19 @@ def parse_profile(text: str, *, name: str, source: Path) -> Profile:
         raise ProfileError(f"{source}: {_describe_validation(exc)}; fix the file or remove it.") from exc
 
 
+def new_profile(**fields: Any) -> Profile:
+    """Build a profile from keyword fields (e.g. command-line options), reporting problems as ours.
+
+    Raises:
+        ProfileError: A field is invalid (the message names it and says why).
+    """
+    try:
+        return Profile.model_validate(fields)
+    except ValidationError as exc:
+        name = fields.get("name", "?")
+        raise ProfileError(f"invalid profile '{name}': {_describe_validation(exc)}; fix the option.") from exc
+
+
 def list_profiles() -> list[str]:
     """Return the names of all saved profiles, sorted.
 
@@ -464,20 +477,22 @@ def parse_host_spec(spec: str, *, default_port: int = 22) -> tuple[str, str, int
     user, at, hostport = rest.rpartition("@")
     if not at:
         user = getpass.getuser()
-    port_text = ""
+    port_text: str | None = None
     if hostport.startswith("["):
         host, bracket, tail = hostport[1:].partition("]")
         if not bracket or (tail and not tail.startswith(":")):
             raise ProfileError(problem)
-        port_text = tail[1:]
+        port_text = tail[1:] if tail else None
     elif hostport.count(":") == 1:
         host, _, port_text = hostport.partition(":")
     else:
         host = hostport  # a bare name, or a bare IPv6 address (no port possible without brackets)
-    try:
-        port = int(port_text) if port_text else default_port
-    except ValueError:
-        raise ProfileError(problem) from None
+    if port_text is None:
+        port = default_port
+    elif port_text.isdigit():
+        port = int(port_text)
+    else:
+        raise ProfileError(problem)
     bad = " \t\n@/,"
     if (
         not host

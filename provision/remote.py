@@ -30,17 +30,17 @@ import hashlib
 import hmac
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from secrets import token_hex
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 
 from provision import shell
-from provision.errors import ConnectError, HostKeyError, ProfileError, RemoteError
+from provision.errors import ConnectError, HostKeyError, McpctlError, ProfileError, RemoteError
 from provision.profiles import write_private_file
 
 MAX_CHANNELS = 8
@@ -62,6 +62,8 @@ _HOST_KEY_FAMILIES = (
     ("ecdsa-sha2-nistp521",),
     ("rsa-sha2-512", "rsa-sha2-256"),
 )
+_T = TypeVar("_T")
+_OPEN_RETRY_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2)  # seconds between refused channel opens
 _TAIL_LINES = 8
 _TAIL_CHARS = 800
 
@@ -330,6 +332,7 @@ class Remote:
         self._sftp: asyncssh.SFTPClient | None = None
         self._sftp_lock = asyncio.Lock()
         self._watchers: set[asyncio.Task[None]] = set()
+        self._pids: dict[asyncssh.SSHClientProcess[bytes], int] = {}
 
     # ------------------------------------------------------------------------------------ channels
 
@@ -378,9 +381,11 @@ class Remote:
             argv: The program (an executable, not a shell builtin, with ``clean``) and its arguments.
             check: Raise RemoteError when the exit status is not 0.
             input: Data for the command's stdin.
-            timeout: Seconds to wait; on expiry the command is sent SIGKILL and RemoteError raised.
+            timeout: Seconds to wait; on expiry the command's process group is killed (SIGKILL) and
+                RemoteError raised.
             clean: Discard whatever the login shell prints before the command starts (see the module
-                docstring); without it stdout and stderr start with any rc-file junk.
+                docstring); without it stdout and stderr start with any rc-file junk, and a timed-out
+                command can only be signalled through SSH, which sshd refuses for root logins.
             secrets: Strings to mask in error messages (tokens on the command line).
 
         Returns:
@@ -399,6 +404,7 @@ class Remote:
         if clean:
             command, marker = _with_marker(command, stderr=True)
         data = input.encode("utf-8") if isinstance(input, str) else input
+        timed_out: asyncssh.TimeoutError | None = None
         async with self.channel():
             process = await self._open_process(command, shown)
             try:
@@ -407,29 +413,33 @@ class Remote:
                         process.stdin.write(data)
                     process.stdin.write_eof()
                 completed = await process.wait(timeout=timeout)
-            except asyncssh.TimeoutError:
-                await _abandon(process)
-                raise RemoteError(
-                    f"`{shown}` did not finish within {timeout:g} s on {self.target.address} and was "
-                    "killed; give it more time or look at what it waits for."
-                ) from None
+            except asyncssh.TimeoutError as exc:
+                timed_out = exc
             except (asyncssh.Error, OSError) as exc:
                 raise _dropped(self.target, exc, f"running `{shown}`") from exc
             finally:
                 process.close()
+        if timed_out is not None:
+            # Killed after giving the slot back: the kill needs a channel of its own.
+            marked = _split_marker(_as_bytes(timed_out.stdout), marker) if clean else None
+            await self._kill(process, marked[0] if marked else None, "KILL")
+            raise RemoteError(
+                f"`{shown}` did not finish within {timeout:g} s on {self.target.address} and was "
+                "killed; give it more time or look at what it waits for."
+            )
         stdout = _as_bytes(completed.stdout)
         stderr = _as_bytes(completed.stderr)
         status = completed.returncode if completed.returncode is not None else 255
         if clean:
-            out = _after(stdout, marker)
-            if out is None:
+            marked = _split_marker(stdout, marker)
+            if marked is None:
                 raise RemoteError(
                     f"the login shell of '{self.target.user}' on {self.target.address} exited "
                     f"(status {status}) before running `{shown}`; it printed: "
                     f"{_tail(_decode(stdout + stderr))}; check that user's shell and rc files."
                 )
-            stdout = out
-            stderr = _after(stderr, marker) or b""
+            stdout = marked[1]
+            stderr = (_split_marker(stderr, marker) or (None, b""))[1]
         result = RunResult(argv, status, _decode(stdout), _decode(stderr))
         if check and status != 0:
             raise RemoteError(
@@ -445,7 +455,8 @@ class Remote:
 
         The process holds a channel slot until its channel closes. With ``clean`` (the default), the
         login shell's junk is read off stdout before this returns, so the first byte the caller reads
-        is the command's own; redirect stdout afterwards with ``process.redirect_stdout(...)``.
+        is the command's own (redirect stdout afterwards with ``process.redirect_stdout(...)``), and
+        the remote pid is known, so :meth:`kill` can stop the command's whole process group.
 
         Args:
             argv: The program (an executable, not a shell builtin, with ``clean``) and its arguments.
@@ -480,7 +491,7 @@ class Remote:
         watcher.add_done_callback(self._watchers.discard)
         if clean:
             try:
-                await asyncio.wait_for(process.stdout.readuntil(marker), start_timeout)
+                line = await asyncio.wait_for(_read_marker_line(process, marker), start_timeout)
             except asyncio.IncompleteReadError as exc:
                 process.close()
                 raise RemoteError(
@@ -497,13 +508,62 @@ class Remote:
             except (asyncssh.Error, OSError) as exc:
                 process.close()
                 raise _dropped(self.target, exc, f"starting `{shown}`") from exc
+            marked = _split_marker(line, marker)
+            if marked is not None and marked[0] is not None:
+                self._pids[process] = marked[0]
         return process
+
+    def remote_pid(self, process: asyncssh.SSHClientProcess[bytes]) -> int | None:
+        """The remote pid of a process started with ``clean`` (it leads its own process group)."""
+        return self._pids.get(process)
+
+    async def kill(self, process: asyncssh.SSHClientProcess[bytes], signal: str = "TERM") -> None:
+        """Signal a process started by :meth:`create_process` and close its channel.
+
+        With a known remote pid the whole process group gets ``signal`` (through ``kill`` on the host,
+        which works for every login user); otherwise it goes as an SSH signal request, which sshd
+        ignores for root logins.
+
+        Args:
+            process: The process.
+            signal: A signal name without ``SIG`` (TERM, KILL, HUP, INT).
+        """
+        await self._kill(process, self._pids.get(process), signal)
+
+    async def _kill(self, process: asyncssh.SSHClientProcess[bytes], pid: int | None, signal: str) -> None:
+        if pid is not None:
+            # sshd makes each session's command a session and process-group leader: -pid is the group.
+            with contextlib.suppress(McpctlError):
+                await self.run(["kill", "-s", signal, "--", f"-{pid}"], check=False, timeout=CLOSE_TIMEOUT)
+        else:
+            with contextlib.suppress(asyncssh.Error, OSError):
+                process.send_signal(signal)
+        process.close()
+        with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
+            await asyncio.wait_for(process.wait_closed(), CLOSE_TIMEOUT)
+
+    async def _open_channel(self, opener: Callable[[], Awaitable[_T]]) -> _T:
+        """Open a channel, retrying briefly when sshd refuses it although we are under the limit.
+
+        sshd frees a closed session only on a later pass of its main loop, so an open that arrives
+        right behind the close of another channel can be refused: a few quick retries absorb that.
+        """
+        for delay in _OPEN_RETRY_DELAYS:
+            try:
+                return await opener()
+            except asyncssh.ChannelOpenError:
+                if self.conn.is_closed():
+                    raise
+            await asyncio.sleep(delay)
+        return await opener()
 
     async def _open_process(
         self, command: str, shown: str, **kwargs: Any
     ) -> asyncssh.SSHClientProcess[bytes]:
         try:
-            return await self.conn.create_process(command, encoding=None, request_pty=False, **kwargs)
+            return await self._open_channel(
+                lambda: self.conn.create_process(command, encoding=None, request_pty=False, **kwargs)
+            )
         except asyncssh.ChannelOpenError as exc:
             if self.conn.is_closed():
                 raise _dropped(self.target, exc, f"starting `{shown}`") from exc
@@ -518,6 +578,7 @@ class Remote:
         try:
             await process.wait_closed()
         finally:
+            self._pids.pop(process, None)
             self._release()
 
     # ---------------------------------------------------------------------------------------- sftp
@@ -527,7 +588,7 @@ class Remote:
             if self._sftp is None:
                 await self._acquire()  # held until the connection closes
                 try:
-                    self._sftp = await self.conn.start_sftp_client()
+                    self._sftp = await self._open_channel(self.conn.start_sftp_client)
                 except BaseException as exc:
                     self._release()
                     if isinstance(exc, (asyncssh.Error, OSError)) and self.conn.is_closed():
@@ -643,20 +704,37 @@ async def connect(target: Target) -> AsyncIterator[Remote]:
 
 
 def _with_marker(command: str, *, stderr: bool) -> tuple[str, bytes]:
-    """Prefix ``command`` with a random marker line (stdout, optionally stderr) and ``exec`` it.
+    """Prefix ``command`` with a random marker line carrying the shell's pid, and ``exec`` the command.
 
-    The marker is printed in two halves so that a shell tracing its commands (``set -x`` in an rc
-    file) cannot echo the whole marker before the real one.
+    The printed line is ``MARKER PID``; ``exec`` keeps the pid, so PID is the command's own. The
+    marker is printed in two halves so that a shell tracing its commands (``set -x`` in an rc file)
+    cannot echo the whole marker before the real one.
+
+    Returns:
+        The command line and the marker (without the `` PID\\n`` that follows it).
     """
     head, tail = "__mcpctl_", token_hex(16) + "__"
-    printf = f"printf '%s%s\\n' {head} {tail}"
+    printf = f"printf '%s%s %s\\n' {head} {tail} $$"
     prefix = f"{printf}; {printf} >&2; " if stderr else f"{printf}; "
-    return f"{prefix}exec {command}", f"{head}{tail}\n".encode("ascii")
+    return f"{prefix}exec {command}", f"{head}{tail}".encode("ascii")
 
 
-def _after(data: bytes, marker: bytes) -> bytes | None:
-    index = data.find(marker)
-    return None if index < 0 else data[index + len(marker) :]
+def _split_marker(data: bytes, marker: bytes) -> tuple[int | None, bytes] | None:
+    """Find the marker line in ``data``: return (pid, what follows the line), or None if absent."""
+    start = data.find(marker + b" ")
+    if start < 0:
+        return None
+    end = data.find(b"\n", start)
+    if end < 0:
+        return None
+    pid_text = data[start + len(marker) + 1 : end]
+    return (int(pid_text) if pid_text.isdigit() else None), data[end + 1 :]
+
+
+async def _read_marker_line(process: asyncssh.SSHClientProcess[bytes], marker: bytes) -> bytes:
+    """Read stdout up to and including the marker line (discarding what the login shell printed)."""
+    await process.stdout.readuntil(marker + b" ")
+    return marker + b" " + await process.stdout.readuntil(b"\n")
 
 
 def _as_bytes(data: object) -> bytes:
@@ -667,15 +745,6 @@ def _as_bytes(data: object) -> bytes:
 
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
-
-
-async def _abandon(process: asyncssh.SSHClientProcess[bytes]) -> None:
-    """Kill a command we stopped waiting for (sshd delivers signals to non-pty sessions)."""
-    with contextlib.suppress(asyncssh.Error, OSError):
-        process.send_signal("KILL")
-    process.close()
-    with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
-        await asyncio.wait_for(process.wait_closed(), CLOSE_TIMEOUT)
 
 
 # ----------------------------------------------------------------------------------------- host keys

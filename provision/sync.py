@@ -5,12 +5,14 @@ Plan, then apply: :func:`plan` compares two :class:`~provision.manifest.Manifest
 
 Atomic: every file is written to a temp name in its own directory (``.NAME.mcpctl-tmp-XXXXXXXXXXXX``),
 given its mode and (whole-second) mtime, then renamed over the old one. The server never reads half a
-file, an interrupted sync leaves old or new versions only, and its temp files are removed by the next
-sync. The remote manifest file is written last, atomically.
+file, an interrupted sync leaves old or new versions only, and the next sync removes its temp files.
+The remote manifest file is written last, atomically.
 
-Fast: the remote listing is one command. Small files travel in one stream to a small python3
-receiver on the host (no round trip per file); large files go over SFTP with pipelined writes, several
-SFTP sessions at a time, hashed while they are read. A no-op sync is one remote command plus local
+Fast: a sync starts ONE helper process on the host (a python3 program sent on its command line) and
+talks to it over that one channel: the listing, creating directories, small files as one stream (no
+round trip per file), deletes and the manifest. The login shell, whose rc files can cost a lot per
+command, runs once per sync. Large files go over SFTP (a subsystem: no shell) with pipelined writes,
+several sessions at a time, hashed while they are read. A no-op sync is that one listing plus local
 stats.
 """
 
@@ -27,7 +29,7 @@ import secrets
 import stat
 import struct
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,43 +42,49 @@ from provision.manifest import (
     MANIFEST_VERSION,
     NS,
     PROTECTED_DIRS,
+    PRUNED_DIRS,
     FileEntry,
     HashCache,
     Manifest,
     SyncSource,
     local_manifest,
+    manifest_from_listing,
     merge,
-    remote_manifest,
     temp_name,
 )
 
 if TYPE_CHECKING:
     from provision.remote import Remote
 
-REMOTE_PYTHON = "python3"  # resolved by sshd's default PATH, not by rc files
+REMOTE_PYTHON = "python3"  # pass the absolute path bootstrap's probe found (HostFacts.python) when known
 STREAM_MAX_FILE = 256 * 1024  # files up to this size go in the stream, larger ones over SFTP
 STREAM_CHUNK = 256 * 1024  # bytes buffered before each write to the stream
 SFTP_SESSIONS = 4  # SFTP sessions for large files (each is one of the connection's 8 channels)
-SFTP_REQUESTS = 16  # writes in flight per file: 16 x 255 KiB fills sshd's 2 MiB channel window
+SFTP_REQUESTS = 16  # writes in flight per file: 16 x 255 KiB covers sshd's 2 MiB channel window
 SFTP_MIN_BLOCK = 32 * 1024  # every SFTP server accepts writes this large
-CLEANUP_TIMEOUT = 5.0  # seconds for removing our temp file after a failure or cancellation
+CLEANUP_TIMEOUT = 5.0  # seconds for removing our temp file or stopping the helper after a failure
 
-# Runs on the host under python3 (>= 3.8 syntax). argv: MODE ROOT; requests come on stdin.
-# prepare: create directories, prove each is writable, remove stale temp files.
-# receive: frames of (u32 header length, JSON header {p, s, m, x}, s bytes); a 0 length ends the stream.
-# finalize: delete files (and directories left empty), then write the manifest file atomically.
-# free: report free bytes of the filesystem of ROOT's nearest existing ancestor.
-# Success prints {"ok": ...}; an OSError prints {"error": {...}} and exits 1.
+# The helper run on the host by `python3 -I -S -c` (stdlib only, Python >= 3.8 syntax). Requests
+# arrive on stdin as (u32 length, JSON); a "file" request is followed by its bytes. Replies are JSON
+# lines {"ok": value} or {"error": {errno, strerror, path}} (then it exits 1). End of input between
+# requests ends it; end of input inside a request means the client gave up: it removes the temp file
+# it was writing and exits 3, so a cut stream never renames a partial file into place.
 _AGENT = r"""
-import errno, json, os, re, struct, sys
-MODE, ROOT = sys.argv[1], os.path.normpath(sys.argv[2])
+import errno, fnmatch, json, os, re, struct, sys
 TEMP = re.compile(r"\..*\.mcpctl-tmp-[0-9a-f]{12}\Z", re.S)
-def out(obj):
+IN = sys.stdin.buffer
+written = 0
+def reply(obj):
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 def fail(exc, path):
-    out({"error": {"errno": exc.errno or 0, "strerror": exc.strerror or str(exc), "path": path}})
+    reply({"error": {"errno": exc.errno or 0, "strerror": exc.strerror or str(exc), "path": path}})
     sys.exit(1)
+def unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 def temp_for(dst):
     d, name = os.path.split(dst)
     short = name.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore")
@@ -84,125 +92,144 @@ def temp_for(dst):
 def check_inside(real_root, path):
     real = os.path.realpath(path)
     if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
-        fail(OSError(errno.EXDEV, "it leads outside the remote directory through a symlink"), path)
-def target(rel):
+        raise OSError(errno.EXDEV, "it leads outside the remote directory through a symlink")
+def target(root, rel):
     parts = rel.split("/")
     if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        fail(OSError(errno.EINVAL, "unsafe relative path"), rel)
-    return os.path.join(ROOT, rel)
-def read_exact(stream, n):
-    data = stream.read(n)
-    while len(data) < n:
-        more = stream.read(n - len(data))
-        if not more:
-            return None
-        data += more
-    return data
-if MODE == "free":
-    path = ROOT
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    st = os.statvfs(path)
-    out({"ok": st.f_bavail * st.f_frsize})
-elif MODE == "prepare":
-    req = json.load(sys.stdin)
+        fail(OSError(errno.EINVAL, "not a safe relative path"), rel)
+    return os.path.join(root, rel)
+def op_list(req):
+    root, prune, files, temps, manifest = req["root"], req["prune"], [], [], None
+    todo = [""] if os.path.isdir(root) else []
+    while todo:
+        rel = todo.pop()
+        try:
+            entries = list(os.scandir(os.path.join(root, rel)))
+        except OSError as exc:
+            fail(exc, os.path.join(root, rel))
+        for e in entries:
+            path = rel + e.name
+            if e.is_dir(follow_symlinks=False):
+                if not any(fnmatch.fnmatchcase(e.name, p) for p in prune):
+                    todo.append(path + "/")
+            elif e.is_file(follow_symlinks=False):
+                if TEMP.match(e.name):
+                    temps.append(path)
+                else:
+                    st = e.stat(follow_symlinks=False)
+                    files.append([path, st.st_size, st.st_mtime_ns, st.st_mode & 0o7777])
     try:
-        os.makedirs(ROOT, exist_ok=True)
+        with open(os.path.join(root, req["manifest_path"]), encoding="utf-8") as f:
+            manifest = f.read()
+    except (OSError, ValueError):
+        pass
+    reply({"ok": {"files": files, "temps": temps, "manifest": manifest}})
+def op_prepare(req):
+    root = req["root"]
+    try:
+        os.makedirs(root, exist_ok=True)
+        real_root = os.path.realpath(root)
     except OSError as exc:
-        fail(exc, ROOT)
-    real_root = os.path.realpath(ROOT)
+        fail(exc, root)
     for rel in req["dirs"]:
-        path = target(rel) if rel else ROOT
+        path = target(root, rel) if rel else root
         try:
             os.makedirs(path, exist_ok=True)
-        except OSError as exc:
-            fail(exc, path)
-        check_inside(real_root, path)
-        probe = temp_for(os.path.join(path, "probe"))
-        try:
+            check_inside(real_root, path)
+            probe = temp_for(os.path.join(path, "probe"))  # proves we can create files there
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             os.unlink(probe)
         except OSError as exc:
             fail(exc, path)
     for rel in req["remove"]:
-        path = target(rel)
+        path = target(root, rel)
         if TEMP.match(os.path.basename(path)):
-            check_inside(real_root, os.path.dirname(path))
             try:
+                check_inside(real_root, os.path.dirname(path))
                 os.unlink(path)
             except FileNotFoundError:
                 pass
             except OSError as exc:
                 fail(exc, path)
-    out({"ok": True})
-elif MODE == "receive":
-    inp, count = sys.stdin.buffer, 0
-    while True:
-        head = read_exact(inp, 4)
-        if head is None:
-            sys.exit(3)  # the sender stopped mid-stream: what was renamed is complete, nothing else
-        (n,) = struct.unpack(">I", head)
-        if n == 0:
-            break
-        meta = json.loads(read_exact(inp, n) or b"{}")
-        dst = target(meta["p"])
-        tmp = temp_for(dst)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                left = meta["s"]
-                while left:
-                    data = inp.read(min(left, 1 << 20))
-                    if not data:
-                        f.close()
-                        os.unlink(tmp)
-                        sys.exit(3)
-                    f.write(data)
-                    left -= len(data)
-                os.fchmod(f.fileno(), meta["x"])
-            os.utime(tmp, (meta["m"], meta["m"]))
-            os.replace(tmp, dst)
-        except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            fail(exc, dst)
-        count += 1
-    out({"ok": count})
-elif MODE == "finalize":
-    req = json.load(sys.stdin)
-    real_root = os.path.realpath(ROOT)
+    reply({"ok": True})
+def op_file(req):
+    global written
+    dst = target(req["root"], req["p"])
+    tmp = temp_for(dst)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            left = req["s"]
+            while left:
+                data = IN.read(min(left, 1 << 20))
+                if not data:
+                    unlink_quietly(tmp)
+                    sys.exit(3)
+                f.write(data)
+                left -= len(data)
+            os.fchmod(f.fileno(), req["x"])
+        os.utime(tmp, (req["m"], req["m"]))
+        os.replace(tmp, dst)
+    except OSError as exc:
+        unlink_quietly(tmp)
+        fail(exc, dst)
+    written += 1
+def op_barrier(req):
+    global written
+    reply({"ok": written})
+    written = 0
+def op_finalize(req):
+    root = req["root"]
+    real_root = os.path.realpath(root)
     for rel in req["delete"]:
-        path = target(rel)
-        check_inside(real_root, os.path.dirname(path))
+        path = target(root, rel)
         try:
+            check_inside(real_root, os.path.dirname(path))
             os.unlink(path)
         except FileNotFoundError:
             pass
         except OSError as exc:
             fail(exc, path)
         parent = os.path.dirname(path)
-        while parent != ROOT and parent.startswith(ROOT + "/"):
+        while parent.startswith(root.rstrip("/") + "/"):
             try:
-                os.rmdir(parent)  # only succeeds on a directory the deletes left empty
+                os.rmdir(parent)  # succeeds only for a directory the deletes left empty
             except OSError:
                 break
             parent = os.path.dirname(parent)
     if req["manifest"] is not None:
-        dst = os.path.join(ROOT, req["manifest_path"])
+        dst = os.path.join(root, req["manifest_path"])
+        tmp = temp_for(dst)
         try:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             for name in os.listdir(os.path.dirname(dst)):
                 if TEMP.match(name):
-                    os.unlink(os.path.join(os.path.dirname(dst), name))
-            tmp = temp_for(dst)
-            with open(tmp, "w") as f:
+                    unlink_quietly(os.path.join(os.path.dirname(dst), name))
+            with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(req["manifest"], f, separators=(",", ":"))
             os.replace(tmp, dst)
         except OSError as exc:
+            unlink_quietly(tmp)
             fail(exc, dst)
-    out({"ok": True})
+    reply({"ok": True})
+def op_free(req):
+    path = req["path"]
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    st = os.statvfs(path)
+    reply({"ok": st.f_bavail * st.f_frsize})
+OPS = {"list": op_list, "prepare": op_prepare, "file": op_file, "barrier": op_barrier,
+       "finalize": op_finalize, "free": op_free}
+while True:
+    head = IN.read(4)
+    if not head:
+        break
+    body = IN.read(struct.unpack(">I", head)[0]) if len(head) == 4 else b""
+    try:
+        req = json.loads(body)
+    except ValueError:
+        sys.exit(3)
+    OPS[req["op"]](req)
 """
 
 
@@ -253,7 +280,10 @@ class SyncPlan:
             f"{len(self.deletes)} to delete, {len(self.unchanged)} unchanged"
             + (f", {len(self.cleanup)} stale temp files to remove" if self.cleanup else "")
         ]
-        lines += [f"  {'+' if u.reason == 'new' else '~'} {u.path} ({u.reason}, {_size(u.size)})" for u in self.uploads]
+        lines += [
+            f"  {'+' if u.reason == 'new' else '~'} {u.path} ({u.reason}, {_size(u.size)})"
+            for u in self.uploads
+        ]
         lines += [f"  - {path}" for path in self.deletes]
         return "\n".join(lines)
 
@@ -272,8 +302,12 @@ def _size(n: int) -> str:
 def is_safe_path(path: str) -> bool:
     """Return whether ``path`` is a plain relative POSIX path that stays below its root."""
     parts = path.split("/")
-    return bool(path) and "\0" not in path and not path.startswith("/") and "" not in parts and not (
-        {".", ".."} & set(parts)
+    return (
+        bool(path)
+        and "\0" not in path
+        and not path.startswith("/")
+        and "" not in parts
+        and not ({".", ".."} & set(parts))
     )
 
 
@@ -313,7 +347,9 @@ def plan(local: Manifest, remote: Manifest, *, delete: bool) -> SyncPlan:
         have = remote.files.get(path)
         reason = "new" if have is None else _difference(want, have)
         if reason is not None:
-            uploads.append(Upload(path, want.size, reason, want.local_path, want.mtime_ns, want.mode, want.sha256))
+            uploads.append(
+                Upload(path, want.size, reason, want.local_path, want.mtime_ns, want.mode, want.sha256)
+            )
             continue
         assert have is not None
         unchanged.append(path)
@@ -335,3 +371,655 @@ def plan(local: Manifest, remote: Manifest, *, delete: bool) -> SyncPlan:
         record,
         stale,
     )
+
+
+# ------------------------------------------------------------------------------------------ apply
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """How far an apply is: what the CLI's progress bar shows."""
+
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+
+
+ProgressCallback = Callable[[SyncProgress], None]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What an apply did under one remote root."""
+
+    remote_root: str
+    files_sent: int = 0
+    bytes_sent: int = 0
+    deleted: int = 0
+    cleaned: int = 0
+    seconds: float = 0.0
+    # path -> what was sent: local mtime_ns and local_path, sha256 computed while reading
+    written: Mapping[str, FileEntry] = field(default_factory=dict, repr=False)
+
+
+class _Tracker:
+    def __init__(self, plan: SyncPlan, callback: ProgressCallback | None) -> None:
+        self.bytes_total = plan.bytes_to_send
+        self.files_total = len(plan.uploads)
+        self.bytes_done = 0
+        self.files_done = 0
+        self.callback = callback
+
+    def add(self, nbytes: int, files: int = 0) -> None:
+        self.bytes_done += nbytes
+        self.files_done += files
+        if self.callback is not None:
+            self.callback(SyncProgress(self.bytes_done, self.bytes_total, self.files_done, self.files_total))
+
+
+_KEEP = "every file not yet replaced keeps its previous version"
+
+
+def _write_error(remote: Remote, root: str, path: str, code: int, reason: str) -> RemoteError:
+    where = remote.target.address
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return RemoteError(
+            f"the remote disk is full: cannot write {path} on {where} ({reason}); free space there "
+            f"(`df -h {root}`) and sync again ({_KEEP})."
+        )
+    if code in (
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOTDIR,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.EXDEV,
+    ):
+        return RemoteError(
+            f"cannot write {path} on {where} ({reason}); make it writable for user '{remote.target.user}' "
+            f"or set another remote_dir in the profile ({_KEEP})."
+        )
+    return RemoteError(f"writing {path} on {where} failed ({reason}); check that path on the host ({_KEEP}).")
+
+
+def _dropped(remote: Remote, exc: BaseException) -> ConnectError:
+    return ConnectError(
+        f"the SSH connection to {remote.target.address} dropped during the sync "
+        f"({exc or type(exc).__name__}); run it again: {_KEEP}, and the next sync removes the leftovers."
+    )
+
+
+_CONNECTION_LOST = (
+    asyncssh.SFTPConnectionLost,
+    asyncssh.DisconnectError,
+    asyncssh.ChannelOpenError,
+    ConnectionError,
+)
+
+
+class _Agent:
+    """The helper process on the host for one sync (see ``_AGENT``)."""
+
+    def __init__(self, remote: Remote, process: asyncssh.SSHClientProcess[bytes], python: str) -> None:
+        self.remote = remote
+        self.process = process
+        self.python = python
+
+    @staticmethod
+    def frame(request: Mapping[str, object], data: bytes = b"") -> bytes:
+        """Encode one request (JSON is ASCII: paths that are not UTF-8 travel as escapes)."""
+        body = json.dumps(request).encode("ascii")
+        return struct.pack(">I", len(body)) + body + data
+
+    async def write(self, data: bytes) -> bool:
+        """Send bytes; False when the helper is gone (its reply, read next, says why).
+
+        Raises:
+            ConnectError: The connection dropped.
+        """
+        try:
+            self.process.stdin.write(data)
+            await self.process.stdin.drain()
+        except _CONNECTION_LOST as exc:
+            if self.remote.conn.is_closed():
+                raise _dropped(self.remote, exc) from exc
+            return False
+        except (BrokenPipeError, asyncssh.Error):
+            return False
+        return True
+
+    async def reply(self, root: str) -> Any:
+        """Return the next ``ok`` value.
+
+        Raises:
+            RemoteError: The helper reported an error or ended without a reply.
+            ConnectError: The connection dropped.
+        """
+        try:
+            line = await self.process.stdout.readline()
+        except (asyncssh.Error, OSError) as exc:
+            raise _dropped(self.remote, exc) from exc
+        if line:
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                answer = None
+            if isinstance(answer, dict) and "ok" in answer:
+                return answer["ok"]
+            if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+                err = answer["error"]
+                raise _write_error(
+                    self.remote,
+                    root,
+                    str(err.get("path")),
+                    int(err.get("errno") or 0),
+                    str(err.get("strerror")),
+                )
+            raise RemoteError(
+                f"the sync helper on {self.remote.target.address} answered {line[:200]!r}; sync again."
+            )
+        try:
+            done = await asyncio.wait_for(self.process.wait(), CLEANUP_TIMEOUT)
+        except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
+            raise _dropped(self.remote, exc) from exc
+        where = self.remote.target.address
+        if done.returncode == 127:
+            raise RemoteError(
+                f"{self.python} was not found on {where}; install python3 (3.10 or newer) there and "
+                "sync again."
+            )
+        if done.returncode is None and self.remote.conn.is_closed():
+            raise _dropped(self.remote, ConnectionResetError("connection closed"))
+        stderr = done.stderr.decode("utf-8", "replace") if isinstance(done.stderr, bytes) else ""
+        raise RemoteError(
+            f"the sync helper ({self.python}) stopped on {where} with exit status {done.returncode} "
+            f"({stderr.strip()[-300:] or 'no error output'}); check python3 there and sync again."
+        )
+
+    async def call(self, root: str, request: Mapping[str, object]) -> Any:
+        """Send one request and return its ``ok`` value (raises as :meth:`reply`)."""
+        await self.write(self.frame(request))
+        return await self.reply(root)
+
+    async def close(self) -> None:
+        """End the helper: at a request boundary it exits quietly, inside one it drops what it was writing.
+
+        Waiting (bounded) for it to exit means no rename of ours can land after this returns.
+        """
+        with contextlib.suppress(asyncssh.Error, OSError, asyncio.TimeoutError):
+            self.process.stdin.write_eof()
+            await asyncio.wait_for(self.process.wait_closed(), CLEANUP_TIMEOUT)
+        self.process.close()
+
+
+@contextlib.asynccontextmanager
+async def _agent(remote: Remote, python: str) -> AsyncIterator[_Agent]:
+    process = await remote.create_process([python, "-I", "-S", "-c", _AGENT])
+    agent = _Agent(remote, process, python)
+    try:
+        yield agent
+    finally:
+        await agent.close()
+
+
+async def _list(agent: _Agent, root: str) -> Manifest:
+    request = {"op": "list", "root": root, "prune": list(PRUNED_DIRS), "manifest_path": MANIFEST_PATH}
+    listing = await agent.call(root, request)
+    try:
+        return manifest_from_listing(root, listing)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise RemoteError(
+            f"the listing of {root} on {agent.remote.target.address} is malformed ({exc}); sync again."
+        ) from exc
+
+
+async def remote_manifest(remote: Remote, remote_root: str, *, python: str = REMOTE_PYTHON) -> Manifest:
+    """List the files under ``remote_root`` with one remote command (a missing root is empty).
+
+    Sizes, mtimes and modes are live; sha256 values come from the manifest file a previous sync wrote
+    and are kept only for files whose size and mtime are still what it recorded.
+
+    Raises:
+        RemoteError: The listing failed (unreadable directory, no python3).
+        ConnectError: The connection dropped.
+    """
+    root = posixpath.normpath(remote_root)
+    async with _agent(remote, python) as agent:
+        return await _list(agent, root)
+
+
+def _read_local(upload: Upload) -> tuple[bytes, os.stat_result]:
+    try:
+        with upload.local_path.open("rb") as handle:
+            return handle.read(), os.fstat(handle.fileno())
+    except OSError as exc:
+        raise _local_error(upload, exc) from exc
+
+
+def _local_error(upload: Upload, exc: OSError) -> McpctlError:
+    return McpctlError(
+        f"cannot read {upload.local_path} ({exc.strerror or exc}); it changed during the sync: run it again."
+    )
+
+
+def _sent(upload: Upload, st: os.stat_result, size: int, sha: str) -> FileEntry:
+    return FileEntry(size, st.st_mtime_ns, sha, stat.S_IMODE(st.st_mode), upload.local_path)
+
+
+async def _stream(
+    agent: _Agent, root: str, uploads: Sequence[Upload], tracker: _Tracker
+) -> dict[str, FileEntry]:
+    """Send small files to the helper in one stream: no round trip per file, one barrier at the end."""
+    sent: dict[str, FileEntry] = {}
+    buffer = bytearray()
+    waiting = [0, 0]  # bytes and files in the buffer, reported once they are handed to SSH
+    alive = True
+    for upload in uploads:
+        data, st = _read_local(upload)
+        entry = _sent(upload, st, len(data), hashlib.sha256(data).hexdigest())
+        request = {
+            "op": "file",
+            "root": root,
+            "p": upload.path,
+            "s": entry.size,
+            "m": entry.mtime_s,
+            "x": entry.mode,
+        }
+        buffer += agent.frame(request, data)
+        sent[upload.path] = entry
+        waiting = [waiting[0] + entry.size, waiting[1] + 1]
+        if len(buffer) >= STREAM_CHUNK:
+            alive = await agent.write(bytes(buffer))
+            buffer.clear()
+            if not alive:
+                break  # the helper stopped: the barrier's reply says why
+            tracker.add(*waiting)
+            waiting = [0, 0]
+    if alive and await agent.write(bytes(buffer) + agent.frame({"op": "barrier"})):
+        tracker.add(*waiting)
+    count = await agent.reply(root)
+    if count != len(uploads):
+        raise RemoteError(
+            f"the sync helper on {agent.remote.target.address} wrote {count} of {len(uploads)} files; "
+            "sync again."
+        )
+    return sent
+
+
+async def _discard(sftp: asyncssh.SFTPClient, path: str) -> None:
+    """Remove our temp file after a failure (bounded; the next sync removes it if this cannot)."""
+    with contextlib.suppress(asyncssh.Error, OSError, asyncio.TimeoutError):
+        await asyncio.wait_for(sftp.remove(path), CLEANUP_TIMEOUT)
+
+
+async def _sftp_error(
+    remote: Remote, root: str, path: str, exc: asyncssh.SFTPError, left: int, python: str
+) -> McpctlError:
+    if isinstance(exc, (asyncssh.SFTPNoSpaceOnFilesystem, asyncssh.SFTPQuotaExceeded)):
+        return _write_error(remote, root, path, errno.ENOSPC, exc.reason)
+    if isinstance(exc, asyncssh.SFTPPermissionDenied):
+        return _write_error(remote, root, path, errno.EACCES, exc.reason)
+    if isinstance(exc, asyncssh.SFTPFailure):
+        # OpenSSH reports a full disk as a bare "Failure": ask the host how much room is left (a helper
+        # of its own: the sync's helper may be in the middle of a stream).
+        with contextlib.suppress(McpctlError):
+            async with _agent(remote, python) as agent:
+                free = await agent.call(root, {"op": "free", "path": posixpath.dirname(path)})
+            if isinstance(free, int) and free < max(left, SFTP_MIN_BLOCK):
+                return _write_error(remote, root, path, errno.ENOSPC, f"{exc.reason}, {_size(free)} free")
+    return _write_error(remote, root, path, 0, exc.reason)
+
+
+async def _settle(
+    pending: set[asyncio.Future[int]], tracker: _Tracker
+) -> tuple[set[asyncio.Future[int]], int]:
+    done, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    acked = 0
+    for task in done:
+        acked += task.result()
+    tracker.add(acked)
+    return rest, acked
+
+
+async def _sftp_put(
+    remote: Remote, sftp: asyncssh.SFTPClient, root: str, upload: Upload, tracker: _Tracker, python: str
+) -> FileEntry:
+    """Upload one file to a temp name with pipelined writes, hashing it on the way, then rename it."""
+    dst = posixpath.join(root, upload.path)
+    tmp = posixpath.join(posixpath.dirname(dst), temp_name(posixpath.basename(dst), secrets.token_hex(6)))
+    block = max(sftp.limits.max_write_len, SFTP_MIN_BLOCK)
+    try:
+        local = upload.local_path.open("rb", buffering=0)
+    except OSError as exc:
+        raise _local_error(upload, exc) from exc
+    with local:
+        st = os.fstat(local.fileno())
+        digest = hashlib.sha256()
+        pending: set[asyncio.Future[int]] = set()
+        offset = acked = 0
+        try:
+            handle = await sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600), block_size=0)
+            try:
+                while data := local.read(block):
+                    digest.update(data)
+                    pending.add(asyncio.ensure_future(handle.write(data, offset)))
+                    offset += len(data)
+                    while len(pending) >= SFTP_REQUESTS:
+                        pending, done = await _settle(pending, tracker)
+                        acked += done
+                while pending:
+                    pending, done = await _settle(pending, tracker)
+                    acked += done
+                mtime = st.st_mtime_ns // NS
+                await handle.setstat(
+                    asyncssh.SFTPAttrs(permissions=stat.S_IMODE(st.st_mode), atime=mtime, mtime=mtime)
+                )
+            finally:
+                for task in pending:
+                    task.cancel()
+                with contextlib.suppress(asyncssh.Error, OSError, asyncio.TimeoutError):
+                    await asyncio.wait_for(handle.close(), CLEANUP_TIMEOUT)
+            await sftp.posix_rename(tmp, dst)
+        except BaseException as exc:
+            if isinstance(exc, _CONNECTION_LOST):
+                raise _dropped(remote, exc) from exc
+            await _discard(sftp, tmp)
+            if isinstance(exc, asyncssh.SFTPError):
+                raise await _sftp_error(remote, root, dst, exc, st.st_size - acked, python) from exc
+            if isinstance(exc, OSError):
+                raise _local_error(upload, exc) from exc
+            raise
+    tracker.add(0, 1)
+    return _sent(upload, st, offset, digest.hexdigest())
+
+
+async def _sftp_session(
+    remote: Remote, root: str, uploads: Sequence[Upload], tracker: _Tracker, python: str
+) -> dict[str, FileEntry]:
+    """Upload large files one after another over an SFTP session of our own."""
+    async with remote.channel():
+        try:
+            sftp = await remote.conn.start_sftp_client()
+        except (asyncssh.Error, OSError) as exc:
+            raise _dropped(remote, exc) from exc
+        try:
+            return {u.path: await _sftp_put(remote, sftp, root, u, tracker, python) for u in uploads}
+        finally:
+            sftp.exit()
+            with contextlib.suppress(asyncssh.Error, OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(sftp.wait_closed(), CLEANUP_TIMEOUT)
+
+
+async def _all(jobs: Sequence[Awaitable[dict[str, FileEntry]]]) -> dict[str, FileEntry]:
+    """Run jobs concurrently; the first failure cancels the others (which clean up) and is raised."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    if not tasks:
+        return {}
+    try:
+        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=CLEANUP_TIMEOUT)
+        raise
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=CLEANUP_TIMEOUT)
+    errors = [t.exception() for t in tasks if t.done() and not t.cancelled()]
+    for error in errors:
+        if error is not None:
+            raise error
+    merged: dict[str, FileEntry] = {}
+    for task in tasks:
+        merged.update(task.result())
+    return merged
+
+
+def _buckets(uploads: Sequence[Upload], count: int) -> list[list[Upload]]:
+    """Spread files over ``count`` sessions, largest first onto the least loaded one."""
+    buckets: list[list[Upload]] = [[] for _ in range(min(count, len(uploads)))]
+    loads = [0] * len(buckets)
+    for upload in sorted(uploads, key=lambda u: -u.size):
+        index = loads.index(min(loads))
+        buckets[index].append(upload)
+        loads[index] += upload.size
+    return buckets
+
+
+def _sftp_path_ok(path: str) -> bool:
+    """asyncssh sends SFTP paths as UTF-8: names that are not valid UTF-8 go in the stream instead."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+async def _apply(
+    remote: Remote, agent: _Agent, plan: SyncPlan, progress: ProgressCallback | None
+) -> SyncResult:
+    started = time.perf_counter()
+    root = plan.remote_root
+    if plan.up_to_date and not plan.record_stale:
+        return SyncResult(root, seconds=time.perf_counter() - started)
+    if plan.uploads or plan.cleanup:
+        dirs = sorted({posixpath.dirname(u.path) for u in plan.uploads})
+        await agent.call(root, {"op": "prepare", "root": root, "dirs": dirs, "remove": list(plan.cleanup)})
+    tracker = _Tracker(plan, progress)
+    large = [u for u in plan.uploads if u.size > STREAM_MAX_FILE and _sftp_path_ok(u.path)]
+    small = [u for u in plan.uploads if u not in large]
+    jobs = [
+        _sftp_session(remote, root, bucket, tracker, agent.python)
+        for bucket in _buckets(large, SFTP_SESSIONS)
+    ]
+    if small:
+        jobs.append(_stream(agent, root, small, tracker))
+    written = await _all(jobs)
+    manifest = {
+        p: [e.size, e.mtime_s, e.sha256, e.mode] for p, e in sorted({**plan.record, **written}.items())
+    }
+    request = {
+        "op": "finalize",
+        "root": root,
+        "delete": list(plan.deletes),
+        "manifest": {"version": MANIFEST_VERSION, "files": manifest},
+        "manifest_path": MANIFEST_PATH,
+    }
+    await agent.call(root, request)
+    return SyncResult(
+        root,
+        files_sent=len(written),
+        bytes_sent=sum(e.size for e in written.values()),
+        deleted=len(plan.deletes),
+        cleaned=len(plan.cleanup),
+        seconds=time.perf_counter() - started,
+        written=written,
+    )
+
+
+async def apply(
+    remote: Remote, plan: SyncPlan, *, progress: ProgressCallback | None = None, python: str = REMOTE_PYTHON
+) -> SyncResult:
+    """Carry out ``plan``: send, delete, clean up, then record the new remote manifest.
+
+    Small files go in one stream through the helper, large ones over up to :data:`SFTP_SESSIONS` SFTP
+    sessions, all at once. Each file is replaced atomically; after a failure or cancellation every
+    file is in its old or its new version.
+
+    Args:
+        remote: The open connection.
+        plan: What to do (from :func:`plan`).
+        progress: Called as bytes and files are sent.
+        python: The host's python3 (absolute path preferred: nothing depends on PATH then).
+
+    Raises:
+        RemoteError: A directory or file cannot be written (not writable, disk full) or python3 is
+            missing on the host.
+        ConnectError: The connection dropped.
+        McpctlError: A local file cannot be read.
+    """
+    if plan.up_to_date and not plan.record_stale:
+        return SyncResult(plan.remote_root)
+    async with _agent(remote, python) as agent:
+        return await _apply(remote, agent, plan, progress)
+
+
+# ------------------------------------------------------------------------------------------- sync
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """The plans of a sync and, unless it was a dry run, what applying them did."""
+
+    plans: tuple[SyncPlan, ...]
+    results: tuple[SyncResult, ...]
+    dry_run: bool
+    seconds: float
+
+    @property
+    def up_to_date(self) -> bool:
+        """True when there was nothing to send, delete or clean up."""
+        return all(p.up_to_date for p in self.plans)
+
+    @property
+    def changed(self) -> bool:
+        """True when files on the host were written or deleted."""
+        return any(r.files_sent or r.deleted for r in self.results)
+
+    @property
+    def files_sent(self) -> int:
+        """Files sent over all roots."""
+        return sum(r.files_sent for r in self.results)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes sent over all roots."""
+        return sum(r.bytes_sent for r in self.results)
+
+    @property
+    def deleted(self) -> int:
+        """Files deleted over all roots."""
+        return sum(r.deleted for r in self.results)
+
+    def describe(self) -> str:
+        """One summary line (dry run: the plans)."""
+        if self.dry_run:
+            return "\n".join(p.describe() for p in self.plans)
+        unchanged = sum(len(p.unchanged) for p in self.plans)
+        if self.up_to_date:
+            return f"up to date ({unchanged} files checked in {self.seconds:.2f} s)"
+        return (
+            f"sent {self.files_sent} files ({_size(self.bytes_sent)}), deleted {self.deleted}, "
+            f"{unchanged} unchanged, in {self.seconds:.2f} s"
+        )
+
+
+def _groups(sources: Sequence[SyncSource]) -> list[list[SyncSource]]:
+    """Group sources whose remote roots nest, so that each group is one listing and one plan."""
+    groups: list[list[SyncSource]] = []
+    for source in sorted(sources, key=lambda s: len(s.remote_root)):
+        for group in groups:
+            top = group[0].remote_root
+            if source.remote_root == top or source.remote_root.startswith(top.rstrip("/") + "/"):
+                group.append(source)
+                break
+        else:
+            groups.append([source])
+    return groups
+
+
+def _fill_hashes(local: Manifest, remote: Manifest, cache: HashCache) -> Manifest:
+    """Hash the local files whose comparison needs it: same size, other mtime, remote hash known.
+
+    Raises:
+        McpctlError: A local file cannot be read.
+    """
+    files = dict(local.files)
+    for path, want in local.files.items():
+        have = remote.files.get(path)
+        if have is None or want.sha256 is not None or have.sha256 is None or want.local_path is None:
+            continue
+        if want.size == have.size and want.mtime_s != have.mtime_s:
+            try:
+                sha = cache.hash(want.local_path, want.size, want.mtime_ns)
+            except OSError as exc:
+                raise McpctlError(
+                    f"cannot read {want.local_path} ({exc.strerror or exc}); check it."
+                ) from exc
+            files[path] = replace(want, sha256=sha)
+    return replace(local, files=files)
+
+
+async def sync(
+    remote: Remote,
+    sources: Sequence[SyncSource],
+    *,
+    delete: bool = False,
+    dry_run: bool = False,
+    progress: ProgressCallback | None = None,
+    cache: HashCache | None = None,
+    python: str = REMOTE_PYTHON,
+) -> SyncReport:
+    """Plan and (unless ``dry_run``) apply the sync of ``sources`` to the host, over one helper process.
+
+    Args:
+        remote: The open connection.
+        sources: What to send where (see :func:`provision.manifest.project_sources`).
+        delete: Also delete remote files the sources manage that no longer exist locally.
+        dry_run: Only plan; the report's plans say what would happen.
+        progress: Called with bytes and files done and total over the whole sync.
+        cache: Local sha256 cache (default: the one in mcpctl's state directory).
+        python: The host's python3 (absolute path preferred).
+
+    Raises:
+        RemoteError, ConnectError, McpctlError: See :func:`apply` and :func:`remote_manifest`.
+        ProfileError: The default hash cache's directory cannot be created.
+    """
+    started = time.perf_counter()
+    cache = HashCache.default() if cache is None else cache
+    plans: list[SyncPlan] = []
+    results: list[SyncResult] = []
+    try:
+        async with _agent(remote, python) as agent:
+            for group in _groups(sources):
+                local = merge([local_manifest(s, cache=cache, hash_files=False) for s in group])
+                there = await _list(agent, local.root)
+                local = await asyncio.to_thread(_fill_hashes, local, there, cache)
+                plans.append(plan(local, there, delete=delete))
+            if not dry_run:
+                total = SyncProgress(
+                    0, sum(p.bytes_to_send for p in plans), 0, sum(len(p.uploads) for p in plans)
+                )
+                for each in plans:
+                    results.append(await _apply(remote, agent, each, _offset(progress, total)))
+                    for entry in results[-1].written.values():
+                        if entry.local_path is not None and entry.sha256 is not None:
+                            cache.put(entry.local_path, entry.size, entry.mtime_ns, entry.sha256)
+                    total = replace(
+                        total,
+                        bytes_done=total.bytes_done + each.bytes_to_send,
+                        files_done=total.files_done + len(each.uploads),
+                    )
+    finally:
+        cache.save()
+    return SyncReport(tuple(plans), tuple(results), dry_run, time.perf_counter() - started)
+
+
+def _offset(progress: ProgressCallback | None, base: SyncProgress) -> ProgressCallback | None:
+    """Report one plan's progress as part of the whole sync."""
+    if progress is None:
+        return None
+
+    def report(step: SyncProgress) -> None:
+        progress(
+            replace(
+                base,
+                bytes_done=base.bytes_done + step.bytes_done,
+                files_done=base.files_done + step.files_done,
+            )
+        )
+
+    return report

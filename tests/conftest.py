@@ -14,6 +14,7 @@ Fixtures
     - ``noisy_target(**overrides)`` -> a Target for ``mcpctl-noisy``, an account whose ``~/.bashrc`` and
       ``~/.profile`` print junk to stdout and stderr, as some real hosts do (skips the test when not
       root: only a root sshd can log in as another user);
+    - ``session_processes()`` -> ``[(pid, command line)]`` of what the live sessions run right now;
     - ``kill_session_processes()`` kills every per-connection sshd process and their descendants while
       the listener keeps running, i.e. drops every live SSH session the way a network drop or a
       server-side kill does (killing the listener alone ends no session). It affects all sessions on
@@ -185,6 +186,22 @@ class SshdServer:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         return len(victims)
+
+    def session_processes(self) -> list[tuple[int, str]]:
+        """Return (pid, command line) of every process the sessions run (sshd's own left out).
+
+        A command that daemonised (double fork) is reparented to init and is not listed.
+        """
+        found = []
+        for pid in _descendants(self.process.pid):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue  # it ended while we looked
+            if comm != "sshd":
+                found.append((pid, " ".join(a.decode(errors="replace") for a in argv if a)))
+        return found
 
     def log_tail(self, lines: int = 40) -> str:
         """Return the last ``lines`` lines of the sshd log."""

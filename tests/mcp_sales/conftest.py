@@ -46,7 +46,9 @@ _ONLY_IN_REIMS = "S72_3212"
 def write_awkward_export(path: Path, rows: int = 400, seed: int = 3) -> Path:
     """A cp1252 export shaped like a typical order-line report (one row per order line)."""
     rng = random.Random(seed)
-    lines = ["ORDERNUMBER,QUANTITYORDERED,PRICEEACH,SALES,ORDERDATE,STATUS,PRODUCTLINE,PRODUCTCODE,CUSTOMERNAME,CITY"]
+    lines = [
+        "ORDERNUMBER,QUANTITYORDERED,PRICEEACH,SALES,ORDERDATE,STATUS,PRODUCTLINE,PRODUCTCODE,CUSTOMERNAME,CITY"
+    ]
     start = dt.date(2003, 1, 6)
     for i in range(rows):
         code = rng.choice(sorted(_PRODUCTS))
@@ -83,6 +85,23 @@ def sample_csv(tmp_path: Path, sample_master: Path) -> Path:
     target = tmp_path / "data" / "sales.csv"
     target.parent.mkdir()
     shutil.copyfile(sample_master, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def small_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small sample (2,000 transaction lines) for tests that convert many times."""
+    path = tmp_path_factory.mktemp("small") / "small.csv"
+    generate_sample(path, rows=2_000)
+    return path
+
+
+@pytest.fixture
+def small_csv(tmp_path: Path, small_master: Path) -> Path:
+    """A private copy of the small sample in ``tmp_path/data``."""
+    target = tmp_path / "data" / "sales.csv"
+    target.parent.mkdir()
+    shutil.copyfile(small_master, target)
     return target
 
 

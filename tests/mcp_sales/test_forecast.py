@@ -87,7 +87,9 @@ def test_prepare_series_drops_a_partial_last_month_of_daily_data() -> None:
 
 
 def test_prepare_series_refuses_short_history_naming_the_count() -> None:
-    with pytest.raises(ForecastError, match=r"only 11 months of history for Dallas since 2024-02-01.*at least 12"):
+    with pytest.raises(
+        ForecastError, match=r"only 11 months of history for Dallas since 2024-02-01.*at least 12"
+    ):
         forecast.prepare_series(months(dt.date(2024, 2, 1), 11), label="Dallas", start=dt.date(2024, 2, 1))
     assert len(forecast.prepare_series(months(dt.date(2024, 1, 1), 12))) == 12
 
@@ -103,7 +105,7 @@ def test_horizon_out_of_bounds(data: SalesData, horizon: int) -> None:
 
 @pytest.mark.parametrize("width", [0.2, 0.49, 0.995, 1.0])
 def test_interval_width_out_of_bounds(data: SalesData, width: float) -> None:
-    with pytest.raises(ForecastError, match="between 0.5 and 0.99"):
+    with pytest.raises(ForecastError, match=r"between 0\.5 and 0\.99"):
         forecast.validate_request(data, "Dallas", interval_width=width)
 
 
@@ -139,7 +141,9 @@ def test_cache_key_covers_every_parameter(data: SalesData) -> None:
     ]
     keys = {forecast.cache_key(data, r) for r in [base, *variants]}
     assert len(keys) == len(variants) + 1
-    assert forecast.cache_key(data, forecast.validate_request(data, "DALLAS")) == forecast.cache_key(data, base)
+    assert forecast.cache_key(data, forecast.validate_request(data, "DALLAS")) == forecast.cache_key(
+        data, base
+    )
 
 
 def test_corrupt_cache_entry_is_a_miss_and_store_replaces_it(data: SalesData) -> None:
@@ -174,7 +178,9 @@ FORECAST_SCRIPT = textwrap.dedent(
 )
 
 
-def forecast_in_new_process(sample_csv: Path, cache_root: Path, operation: str, horizon: int) -> ForecastResult:
+def forecast_in_new_process(
+    sample_csv: Path, cache_root: Path, operation: str, horizon: int
+) -> ForecastResult:
     proc = subprocess.run(
         [sys.executable, "-c", FORECAST_SCRIPT, str(sample_csv), str(cache_root), operation, str(horizon)],
         capture_output=True,
@@ -322,7 +328,10 @@ def test_claim_stdout_leaves_only_the_wire_on_stdout() -> None:
         os.write(1, b"stray-fd|")
         print("stray-print", flush=True)
         # A child (like Stan's optimizer) inherits fd 1, but not the private duplicate (close-on-exec).
-        child = f"import os\\ntry:\\n os.write({wire.fileno()}, b'leak')\\nexcept OSError:\\n os.write(1, b'child|')"
+        child = (
+            f"import os\\ntry:\\n os.write({wire.fileno()}, b'leak')\\n"
+            "except OSError:\\n os.write(1, b'child|')"
+        )
         subprocess.run([sys.executable, "-c", child], check=True, close_fds=False)
         wire.write(b'{"jsonrpc": "2.0"}\\n')
         wire.flush()

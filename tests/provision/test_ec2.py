@@ -23,6 +23,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from provision import __version__
 from provision import ec2 as e
 from provision.cloudinit import USER_DATA_LIMIT
 from provision.errors import CloudError, ConnectError, McpctlError, ProfileError
@@ -60,23 +61,52 @@ def pacing(fake_clock: FakeClock) -> e.Pacing:
     return e.Pacing(poll_s=0, timeout_s=120, clock=fake_clock.clock, sleep=fake_clock.sleep)
 
 
+# botocore event handlers registered by the running test; removed after it (the clients are shared).
+_HOOKS: list[tuple[Any, str, Callable[..., Any]]] = []
+
+
+def _hook(client: Any, event: str, handler: Callable[..., Any], *, first: bool = False) -> None:
+    if first:  # injected faults must answer before the published-parameter handler
+        client.meta.events.register_first(event, handler)
+    else:
+        client.meta.events.register(event, handler)
+    _HOOKS.append((client, event, handler))
+
+
+@pytest.fixture(scope="module")
+def _moto() -> Iterator[tuple[Any, e.Ec2Clients]]:
+    """One moto mock and one set of clients per module: building a botocore EC2 client takes ~1 s."""
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            mp.delenv(var, raising=False)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", REGION)
+        # moto's ~1300 built-in images make every reset slow; the fixture registers the two it needs.
+        mp.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        with mock_aws() as mock:
+            yield mock, e.make_clients(REGION)
+
+
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[e.Ec2Clients]:
-    """moto-backed clients with Canonical's AMI parameters seeded (moto does not publish them)."""
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        clients = e.make_clients(REGION)
-        images = clients.ec2.describe_images(Owners=["amazon"])["Images"]
-        published = {}
-        for arch, moto_arch in (("amd64", "x86_64"), ("arm64", "arm64")):
-            image = next(i for i in images if i["Architecture"] == moto_arch and i.get("RootDeviceName"))
-            published[e.AMI_PARAMETER.format(arch=arch)] = image["ImageId"]
-        publish_parameters(clients.ssm, published)
-        yield clients
+def aws(_moto: tuple[Any, e.Ec2Clients]) -> Iterator[e.Ec2Clients]:
+    """A fresh, empty moto account with Canonical's Ubuntu AMI parameters published in us-east-1."""
+    mock, clients = _moto
+    mock.reset()
+    published = {}
+    for arch, moto_arch in (("amd64", "x86_64"), ("arm64", "arm64")):
+        image = clients.ec2.register_image(
+            Name=f"ubuntu-noble-24.04-{arch}",
+            Architecture=moto_arch,  # type: ignore[arg-type]
+            RootDeviceName="/dev/sda1",
+            VirtualizationType="hvm",
+        )
+        published[e.AMI_PARAMETER.format(arch=arch)] = image["ImageId"]
+    publish_parameters(clients.ssm, published)
+    yield clients
+    while _HOOKS:
+        client, event, handler = _HOOKS.pop()
+        client.meta.events.unregister(event, handler)
 
 
 def publish_parameters(ssm: Any, values: dict[str, str]) -> None:
@@ -92,7 +122,7 @@ def publish_parameters(ssm: Any, values: dict[str, str]) -> None:
             return None
         return _Http(200), {"Parameter": {"Name": name, "Value": values[name], "Type": "String"}}
 
-    ssm.meta.events.register("before-call.ssm.GetParameter", handler)
+    _hook(ssm, "before-call.ssm.GetParameter", handler)
 
 
 def ami_for(clients: e.Ec2Clients, arch: str) -> str:
@@ -103,7 +133,9 @@ class _Http:
     """The little of an HTTP response botocore reads when a before-call handler answers."""
 
     def __init__(self, status_code: int = 400) -> None:
-        self.status_code, self.headers, self.content = status_code, {}, b""
+        self.status_code = status_code
+        self.headers: dict[str, str] = {}
+        self.content = b""
 
 
 def inject_error(
@@ -119,7 +151,7 @@ def inject_error(
         calls[0] += 1
         return _Http(), {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {}}
 
-    client.meta.events.register(f"before-call.{service}.{operation}", handler)
+    _hook(client, f"before-call.{service}.{operation}", handler, first=True)
     return calls
 
 
@@ -130,7 +162,7 @@ def capture_run_instances(clients: e.Ec2Clients) -> list[dict[str, Any]]:
     def handler(params: dict[str, Any], **_: Any) -> None:
         seen.append(json.loads(json.dumps(params, default=str)))
 
-    clients.ec2.meta.events.register("provide-client-params.ec2.RunInstances", handler)
+    _hook(clients.ec2, "provide-client-params.ec2.RunInstances", handler)
     return seen
 
 
@@ -219,7 +251,7 @@ def test_fresh_launch_creates_key_pair_group_and_tagged_instance(
     assert tags_of(inst) == {
         "mcpctl:profile": "sales",
         "mcpctl:owner": "ann@laptop",
-        "mcpctl:created-by": "mcpctl " + e.__version__,
+        "mcpctl:created-by": "mcpctl " + __version__,
         "Name": "mcpctl-sales",
     }
     (volume,) = aws.ec2.describe_volumes(Filters=[{"Name": "tag:mcpctl:profile", "Values": ["sales"]}])[
@@ -249,7 +281,12 @@ def test_run_instances_request_is_hardened(aws: e.Ec2Clients, tmp_path: Path, pa
     (req,) = sent
     assert req["MetadataOptions"]["HttpTokens"] == "required"
     (bdm,) = req["BlockDeviceMappings"]
-    assert bdm["Ebs"] == {"VolumeSize": 20, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}
+    assert bdm["Ebs"] == {
+        "VolumeSize": 20,
+        "VolumeType": "gp3",
+        "Encrypted": True,
+        "DeleteOnTermination": True,
+    }
     resource_types = {t["ResourceType"]: tags_of(t) for t in req["TagSpecifications"]}
     assert resource_types.keys() == {"instance", "volume"}
     assert all(t["mcpctl:profile"] == "sales" for t in resource_types.values())
@@ -287,7 +324,9 @@ def test_rerun_with_new_address_moves_the_rule_and_revokes_strays(
     sg = first.security_group_id
     aws.ec2.authorize_security_group_ingress(
         GroupId=sg,
-        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
     )
     second = run(aws, tmp_path, pacing, spec(ssh_cidr="198.51.100.9"))
 
@@ -335,7 +374,9 @@ def test_two_tagged_instances_are_an_error_naming_both(
             MinCount=1,
             MaxCount=1,
             InstanceType="t3.small",
-            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "mcpctl:profile", "Value": "sales"}]}],
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": "mcpctl:profile", "Value": "sales"}]}
+            ],
         )
         ids.append(reply["Instances"][0]["InstanceId"])
 
@@ -346,12 +387,16 @@ def test_two_tagged_instances_are_an_error_naming_both(
         e.find_instance("sales", REGION, clients=aws)
 
 
-def test_mcpctl_key_pair_that_differs_is_replaced(aws: e.Ec2Clients, tmp_path: Path, pacing: e.Pacing) -> None:
+def test_mcpctl_key_pair_that_differs_is_replaced(
+    aws: e.Ec2Clients, tmp_path: Path, pacing: e.Pacing
+) -> None:
     other = e.ensure_client_key(tmp_path / "elsewhere", "sales")
     aws.ec2.import_key_pair(
         KeyName="mcpctl-sales",
         PublicKeyMaterial=other.public_line.encode(),
-        TagSpecifications=[{"ResourceType": "key-pair", "Tags": [{"Key": "mcpctl:profile", "Value": "sales"}]}],
+        TagSpecifications=[
+            {"ResourceType": "key-pair", "Tags": [{"Key": "mcpctl:profile", "Value": "sales"}]}
+        ],
     )
     result = run(aws, tmp_path / "keys", pacing)
     assert ("key-pair", "replaced") in {(c.resource, c.action) for c in result.changes}
@@ -359,7 +404,9 @@ def test_mcpctl_key_pair_that_differs_is_replaced(aws: e.Ec2Clients, tmp_path: P
     assert kp["PublicKey"].split()[1] == result.key.public_line.split()[1] != other.public_line.split()[1]
 
 
-def test_foreign_key_pair_with_our_name_is_refused(aws: e.Ec2Clients, tmp_path: Path, pacing: e.Pacing) -> None:
+def test_foreign_key_pair_with_our_name_is_refused(
+    aws: e.Ec2Clients, tmp_path: Path, pacing: e.Pacing
+) -> None:
     other = e.ensure_client_key(tmp_path / "elsewhere", "sales")
     aws.ec2.import_key_pair(KeyName="mcpctl-sales", PublicKeyMaterial=other.public_line.encode())
     with pytest.raises(McpctlError, match="not created by mcpctl"):
@@ -385,9 +432,11 @@ def test_failed_launch_removes_what_it_created(aws: e.Ec2Clients, tmp_path: Path
     assert "cleanup" in phases
 
 
-def test_failed_launch_keeps_preexisting_resources(aws: e.Ec2Clients, tmp_path: Path, pacing: e.Pacing) -> None:
+def test_failed_launch_keeps_preexisting_resources(
+    aws: e.Ec2Clients, tmp_path: Path, pacing: e.Pacing
+) -> None:
     key = e.ensure_client_key(tmp_path, "sales")
-    tag = [{"Key": "mcpctl:profile", "Value": "sales"}]
+    tag: list[Any] = [{"Key": "mcpctl:profile", "Value": "sales"}]
     aws.ec2.import_key_pair(
         KeyName="mcpctl-sales",
         PublicKeyMaterial=key.public_line.encode(),
@@ -431,7 +480,7 @@ def test_no_capacity_in_one_zone_tries_the_next(aws: e.Ec2Clients, tmp_path: Pat
 
 def test_no_capacity_anywhere_is_a_clear_error(aws: e.Ec2Clients, tmp_path: Path, pacing: e.Pacing) -> None:
     inject_error(aws.ec2, "RunInstances", "InsufficientInstanceCapacity")
-    with pytest.raises(CloudError, match="no spare t3.small capacity"):
+    with pytest.raises(CloudError, match=r"no spare t3\.small capacity"):
         run(aws, tmp_path, pacing)
     assert key_pairs(aws) == [] and groups_named(aws, "mcpctl-sales") == []
 
@@ -575,7 +624,7 @@ def test_destroy_leaves_nothing_tagged(aws: e.Ec2Clients, tmp_path: Path, pacing
     assert report.key_pairs == ("mcpctl-sales",)
     state = aws.ec2.describe_instances(InstanceIds=[first.instance.instance_id])["Reservations"][0]
     assert state["Instances"][0]["State"]["Name"] == "terminated"
-    tag = [{"Name": "tag:mcpctl:profile", "Values": ["sales"]}]
+    tag: list[Any] = [{"Name": "tag:mcpctl:profile", "Values": ["sales"]}]
     assert aws.ec2.describe_security_groups(Filters=tag)["SecurityGroups"] == []
     assert aws.ec2.describe_key_pairs(Filters=tag)["KeyPairs"] == []
     assert e.find_instance("sales", REGION, clients=aws) is None
@@ -636,7 +685,7 @@ def test_no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 
 def test_missing_ami_parameter_names_the_region(aws: e.Ec2Clients, tmp_path: Path, pacing: e.Pacing) -> None:
     other = e.make_clients("eu-north-1")  # the fixture seeded only us-east-1
-    with pytest.raises(CloudError, match="Ubuntu 24.04 AMI parameter in region eu-north-1") as err:
+    with pytest.raises(CloudError, match=r"Ubuntu 24\.04 AMI parameter in region eu-north-1") as err:
         e.launch(spec(region="eu-north-1"), tmp_path, clients=other, pacing=pacing, ssh_probe=lambda *_: True)
     assert err.value.hint and "--region" in err.value.hint
 
@@ -759,9 +808,8 @@ def test_wait_ssh_polls_until_the_banner(pacing: e.Pacing, fake_clock: FakeClock
 
 
 def test_wait_ssh_deadline(pacing: e.Pacing) -> None:
-    never: Callable[[str, int, float], bool] = lambda _h, _p, _t: False  # noqa: E731
-    with pytest.raises(ConnectError, match="198.51.100.1:22"):
-        e.wait_ssh("198.51.100.1", probe=never, pacing=pacing)
+    with pytest.raises(ConnectError, match=r"198\.51\.100\.1:22"):
+        e.wait_ssh("198.51.100.1", probe=lambda _h, _p, _t: False, pacing=pacing)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -796,8 +844,8 @@ def _called_actions() -> set[str]:
     waiters = set(re.findall(r'"(instance_[a-z]+)"', source))
     assert waiters >= {"instance_running", "instance_stopped", "instance_terminated"}
     for waiter in waiters:
-        model = clients["ec2"].get_waiter(waiter)
-        actions.add(f"ec2:{model.config.operation}")
+        operation = clients["ec2"].get_waiter(waiter).config.operation  # type: ignore[attr-defined]
+        actions.add(f"ec2:{operation}")
     return actions
 
 
@@ -808,3 +856,16 @@ def test_iam_policy_lists_every_action_ec2_py_calls() -> None:
     assert called - listed == set(), "add these to the policy in docs/EC2.md"
     # CreateTags is required by TagSpecifications even though it is never called directly.
     assert listed - called == {"ec2:CreateTags"}, "the policy grants actions ec2.py does not use"
+
+
+def test_key_match_falls_back_to_the_ec2_fingerprint(tmp_path: Path) -> None:
+    # Without PublicKey in the answer, EC2's fingerprint of an imported ed25519 key is the OpenSSH one.
+    import asyncssh
+
+    key = e.ensure_client_key(tmp_path, "sales")
+    fingerprint = asyncssh.read_private_key(key.path).get_fingerprint("sha256")  # "SHA256:..."
+    assert e._same_key(e._RemoteKey(None, fingerprint, True), key)
+    assert e._same_key(e._RemoteKey(None, fingerprint.removeprefix("SHA256:") + "=", True), key)
+    other = e.ensure_client_key(tmp_path / "other", "sales")
+    assert not e._same_key(e._RemoteKey(None, fingerprint, True), other)
+    assert not e._same_key(e._RemoteKey(other.public_line.split()[1], None, True), key)

@@ -92,18 +92,42 @@ async def test_run_feeds_input_then_end_of_file(sshd: Any) -> None:
     assert empty.stdout == ""
 
 
-async def test_run_timeout_raises_and_kills_the_command(sshd: Any) -> None:
-    sleeper = f"600.{os.getpid()}{int.from_bytes(os.urandom(2), 'big')}"  # a command line nobody else has
-    async with connect(sshd.target()) as remote:
+def _unique_sleep() -> str:
+    """A `sleep` argument no other process on this machine has, to find the process by."""
+    return f"600.{os.getpid()}{int.from_bytes(os.urandom(3), 'big')}"
+
+
+async def _wait_until_gone(remote: Any, sleeper: str) -> None:
+    """Wait (bounded) on the host itself until no `sleep SLEEPER` process is left."""
+    script = 'while pgrep -x -f "sleep $0" >/dev/null; do sleep 0.05; done'
+    await remote.run(["sh", "-c", script, sleeper], timeout=BOUND)
+
+
+@pytest.mark.parametrize("account", ["main", "noisy"])
+async def test_run_timeout_raises_and_kills_the_command(sshd: Any, account: str) -> None:
+    # sshd refuses SSH signal requests for root logins, so this also proves the kill goes another way.
+    target = sshd.target() if account == "main" else sshd.noisy_target()
+    sleeper = _unique_sleep()
+    async with connect(target) as remote:
         with anyio.fail_after(BOUND), pytest.raises(RemoteError) as info:
             await remote.run(["sleep", sleeper], timeout=0.5)
         assert "did not finish within 0.5 s" in str(info.value)
-        # The killed sleep must be gone: wait for it (bounded) on the host itself.
-        gone = await remote.run(
-            ["sh", "-c", 'while pgrep -x -f "sleep $0" >/dev/null; do sleep 0.05; done', sleeper],
-            timeout=BOUND,
-        )
-    assert gone.exit_status == 0
+        await _wait_until_gone(remote, sleeper)
+
+
+async def test_kill_stops_the_process_group(sshd: Any) -> None:
+    sleeper = _unique_sleep()
+    async with connect(sshd.target()) as remote:
+        # The child sleep is in the command's process group: killing the group must take it too.
+        process = await remote.create_process(["sh", "-c", 'sleep "$0" & echo started; wait', sleeper])
+        pid = remote.remote_pid(process)
+        assert pid is not None
+        with anyio.fail_after(BOUND):
+            assert await process.stdout.readline() == b"started\n"
+            await remote.kill(process)
+            await _wait_until_gone(remote, sleeper)
+            alive = await remote.run(["kill", "-0", str(pid)], check=False)
+    assert alive.exit_status != 0
 
 
 async def test_process_is_binary_and_has_no_pty(sshd: Any) -> None:
@@ -212,6 +236,12 @@ async def _remote_tmpdir(sshd: Any) -> str:
 # ------------------------------------------------------------------------------------ channel limit
 
 
+def _quick_target(server: Any) -> Any:
+    """The noisy account when there is one: its rc files are cheap, unlike some root ~/.bashrc files
+    (40 login shells in one test), and it exercises the marker under concurrency too."""
+    return server.noisy_target() if server.noisy_user else server.target()
+
+
 async def test_server_with_stock_maxsessions_refuses_an_eleventh_session(sshd_factory: Any) -> None:
     """The control for the next test: the limit we stay under is real (raw channels, no semaphore)."""
     server = sshd_factory(MaxSessions="10")
@@ -227,23 +257,26 @@ async def test_server_with_stock_maxsessions_refuses_an_eleventh_session(sshd_fa
     assert len(processes) == 10
 
 
-async def test_twenty_concurrent_processes_share_eight_channels(sshd_factory: Any) -> None:
-    """20 processes asked for at once on a MaxSessions-10 server: without the limit the 11th open fails."""
+async def test_twenty_concurrent_processes_never_hold_more_than_eight_channels(sshd_factory: Any) -> None:
+    """20 processes asked for at once on a MaxSessions-10 server: the server runs exactly 8 at a time.
+
+    Without the limit all 20 opens reach the server at once and it runs 10 of them.
+    """
     server = sshd_factory(MaxSessions="10")
     started = 0
-    peak = 0
-    eight_running = asyncio.Event()
+    target = _quick_target(server)
+    eight_started = asyncio.Event()
+    release = asyncio.Event()
 
-    async with connect(server.target()) as remote:
+    async with connect(target) as remote:
 
         async def hold_one() -> None:
-            nonlocal started, peak
+            nonlocal started
             process = await remote.create_process(["cat"])
             started += 1
-            peak = max(peak, remote.channels_in_use)
-            if started >= MAX_CHANNELS:
-                eight_running.set()
-            await eight_running.wait()  # keep the first eight open together
+            if started == MAX_CHANNELS:
+                eight_started.set()
+            await release.wait()
             process.stdin.write_eof()
             await process.wait()
 
@@ -251,10 +284,14 @@ async def test_twenty_concurrent_processes_share_eight_channels(sshd_factory: An
             async with anyio.create_task_group() as group:
                 for _ in range(20):
                     group.start_soon(hold_one)
-            results = await asyncio.gather(*(remote.run(["echo", str(i)]) for i in range(20)))
+                await eight_started.wait()
+                running_on_server = len(server.session_processes())
+                in_use = remote.channels_in_use
+                release.set()
+            results = await asyncio.gather(*(remote.run(["echo", str(i)]) for i in range(12)))
+    assert (running_on_server, in_use) == (MAX_CHANNELS, MAX_CHANNELS)
     assert started == 20
-    assert peak == MAX_CHANNELS
-    assert [r.stdout for r in results] == [f"{i}\n" for i in range(20)]
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(12)]
 
 
 # ------------------------------------------------------------------------------------------ host keys

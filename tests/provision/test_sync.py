@@ -1,0 +1,596 @@
+"""sync: the pure plan as data, local/remote manifests, and real syncs over the real sshd fixture."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from provision import remote as remote_mod
+from provision.errors import ConnectError, McpctlError, RemoteError
+from provision.manifest import (
+    MANIFEST_PATH,
+    NS,
+    FileEntry,
+    HashCache,
+    Manifest,
+    Scope,
+    SyncSource,
+    literal_pattern,
+    local_manifest,
+    merge,
+    manifest_from_listing,
+    project_sources,
+    temp_name,
+)
+from provision.sync import (
+    STREAM_MAX_FILE,
+    SyncPlan,
+    SyncProgress,
+    Upload,
+    apply,
+    is_safe_path,
+    plan,
+    remote_manifest,
+    sync,
+)
+
+LOCAL = Path("/src")
+ROOT = "/srv/app"
+T0 = 1_700_000_000 * NS
+EVERYTHING = (Scope("", ("*",), ("__pycache__/", "*.pyc", ".venv/")),)
+BIG = STREAM_MAX_FILE * 3  # goes over SFTP
+TIMEOUT = 60
+
+
+def entry(
+    size: int = 10, mtime_ns: int = T0, sha: str | None = None, mode: int = 0o644, path: str = ""
+) -> FileEntry:
+    return FileEntry(size, mtime_ns, sha, mode, LOCAL / path if path else None)
+
+
+def local_of(files: dict[str, FileEntry], scopes: tuple[Scope, ...] = EVERYTHING) -> Manifest:
+    return Manifest(
+        ROOT,
+        {p: FileEntry(e.size, e.mtime_ns, e.sha256, e.mode, LOCAL / p) for p, e in files.items()},
+        scopes,
+    )
+
+
+def remote_of(files: dict[str, FileEntry], temps: tuple[str, ...] = ()) -> Manifest:
+    return Manifest(ROOT, files, temps=temps)
+
+
+# ------------------------------------------------------------------------------------ plan (pure)
+
+
+def test_plan_sorts_files_into_new_changed_and_unchanged() -> None:
+    local = local_of(
+        {
+            "new.py": entry(),
+            "grown.py": entry(size=11),
+            "same_sha.py": entry(mtime_ns=T0 + 5 * NS, sha="a"),
+            "other_sha.py": entry(sha="b"),
+            "touched.py": entry(mtime_ns=T0 + 5 * NS),
+            "quick_same.py": entry(),
+            "chmod.sh": entry(mode=0o755),
+        }
+    )
+    remote = remote_of(
+        {
+            "grown.py": entry(),
+            "same_sha.py": entry(sha="a"),
+            "other_sha.py": entry(sha="c"),
+            "touched.py": entry(),
+            "quick_same.py": entry(),
+            "chmod.sh": entry(),
+        }
+    )
+    result = plan(local, remote, delete=False)
+    assert {(u.path, u.reason) for u in result.uploads} == {
+        ("new.py", "new"),
+        ("grown.py", "size"),
+        ("other_sha.py", "content"),
+        ("touched.py", "mtime"),
+        ("chmod.sh", "mode"),
+    }
+    assert set(result.unchanged) == {"same_sha.py", "quick_same.py"}
+    assert result.bytes_to_send == 10 * 4 + 11
+    assert not result.up_to_date
+    new = next(u for u in result.uploads if u.path == "new.py")
+    assert new == Upload("new.py", 10, "new", LOCAL / "new.py", T0, 0o644, None)
+
+
+def test_plan_compares_mtimes_at_second_granularity() -> None:
+    # SFTP sets whole seconds: the remote copy of a file with mtime x.999999999 has mtime x.
+    local = local_of({"a": entry(mtime_ns=T0 + NS - 1), "b": entry(mtime_ns=T0 + NS)})
+    remote = remote_of({"a": entry(mtime_ns=T0), "b": entry(mtime_ns=T0)})
+    result = plan(local, remote, delete=False)
+    assert [u.path for u in result.uploads] == ["b"]
+    assert result.unchanged == ("a",)
+
+
+def test_plan_deletes_only_when_asked() -> None:
+    local = local_of({"keep.py": entry()})
+    remote = remote_of({"keep.py": entry(), "gone.py": entry()})
+    assert plan(local, remote, delete=False).deletes == ()
+    assert plan(local, remote, delete=False).up_to_date
+    assert plan(local, remote, delete=True).deletes == ("gone.py",)
+
+
+def test_plan_never_deletes_outside_the_root_or_what_it_does_not_manage() -> None:
+    scopes = (
+        Scope("", ("/pkg/",), ("__pycache__/", "*.pyc", "/pkg/local.cfg")),
+        Scope("data", ("/x.csv",), ()),
+    )
+    local = local_of({"pkg/a.py": entry()}, scopes)
+    remote_only = [
+        "../etc/passwd",
+        "/etc/passwd",
+        "pkg/../../etc/passwd",
+        "pkg//b.py",
+        "./pkg/b.py",
+        ".venv/lib/pkg/x.py",
+        "pkg/.venv/x.py",
+        ".mcp_sales_cache/pkg/x",
+        ".mcpctl/manifest.json",
+        "notes.txt",  # not in any include
+        "pkg/__pycache__/a.cpython-311.pyc",
+        "pkg/b.pyc",
+        "pkg/local.cfg",  # ignored by the source
+        "data/y.csv",  # the data source only manages x.csv
+    ]
+    remote = remote_of(
+        {
+            "pkg/a.py": entry(),
+            "pkg/old.py": entry(),
+            "data/x.csv": entry(),
+            **{p: entry() for p in remote_only},
+        }
+    )
+    result = plan(local, remote, delete=True)
+    assert result.deletes == ("data/x.csv", "pkg/old.py")
+
+
+def test_plan_cleans_stale_temp_files_and_is_comparable_printable_data() -> None:
+    local = local_of({"a.py": entry(sha="s")})
+    stale = f"pkg/{temp_name('b.py', '0123456789ab')}"
+    remote = remote_of({"a.py": entry(sha="s")}, temps=(stale, "../evil"))
+    first = plan(local, remote, delete=False)
+    assert first == plan(local, remote, delete=False)
+    assert first.cleanup == (stale,)
+    assert not first.up_to_date
+    assert "1 stale temp files to remove" in first.describe()
+    up = plan(local, remote_of({"a.py": entry(sha="s")}), delete=False)
+    assert up.up_to_date
+    assert str(up) == f"{ROOT}: up to date (1 files)"
+    grown = plan(local_of({"a.py": entry(size=2000)}), remote, delete=False)
+    assert "~ a.py (size, 2.0 kB)" in grown.describe()
+
+
+def test_plan_marks_the_record_stale_when_it_learns_a_hash() -> None:
+    local = local_of({"a.py": entry(sha="s")})
+    result = plan(local, remote_of({"a.py": entry()}), delete=False)
+    assert result.up_to_date and result.record_stale
+    assert result.record == {"a.py": FileEntry(10, T0, "s", 0o644)}
+    recorded = Manifest(ROOT, {"a.py": entry(sha="s")}, recorded={"a.py": FileEntry(10, T0, "s", 0o644)})
+    assert not plan(local, recorded, delete=False).record_stale
+
+
+def test_plan_rejects_mismatched_roots_and_unsafe_local_paths() -> None:
+    with pytest.raises(ValueError, match="cannot compare"):
+        plan(local_of({}), Manifest("/elsewhere", {}), delete=False)
+    with pytest.raises(ValueError, match="safe relative path"):
+        plan(local_of({"../x": entry()}), remote_of({}), delete=False)
+    assert is_safe_path("a/b c/d'e")
+    assert not any(is_safe_path(p) for p in ["", "/a", "a/../b", "a//b", "a/", ".", "a/./b"])
+
+
+# --------------------------------------------------------------------------------- manifests (local)
+
+
+def write(path: Path, data: bytes | str, mtime: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, ns=(mtime, mtime))
+    return path
+
+
+def test_local_manifest_honours_builtin_ignores_and_mcpignore(tmp_path: Path) -> None:
+    for rel in [
+        "pkg/mod.py",
+        "pkg/sub/deep.py",
+        "keep.txt",
+        ".git/config",
+        ".venv/bin/python",
+        "pkg/__pycache__/mod.cpython-311.pyc",
+        "stray.pyc",
+        ".mcp_sales_cache/t.parquet",
+        ".mypy_cache/x.json",
+        "secret.env",
+        "build/out.bin",
+        "pkg/build/kept.py",
+        f".{'x'}.mcpctl-tmp-0123456789ab",
+    ]:
+        write(tmp_path / rel, rel)
+    write(tmp_path / ".mcpignore", "# comment\n*.env\n/build/\n")
+    manifest = local_manifest(SyncSource(tmp_path, "/srv/app"))
+    assert set(manifest.files) == {
+        ".mcpignore",
+        "pkg/mod.py",
+        "pkg/sub/deep.py",
+        "keep.txt",
+        "pkg/build/kept.py",
+    }
+    mod = manifest.files["pkg/mod.py"]
+    assert mod.size == len("pkg/mod.py") and mod.local_path == tmp_path / "pkg/mod.py"
+    assert mod.sha256 == hashlib.sha256(b"pkg/mod.py").hexdigest()
+    assert manifest.manages("pkg/other.py") and not manifest.manages("secret2.env")
+    assert not manifest.manages("build/x") and not manifest.manages(".venv/x")
+
+
+def test_project_sources_send_the_code_tree_and_data_files(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    for rel in [
+        "pyproject.toml",
+        "uv.lock",
+        "README.md",
+        "mcp_sales/server.py",
+        "provision/sync.py",
+        "data/sample.csv",
+        "tests/test_x.py",
+        "docs/guide.md",
+        "bench/sync.py",
+    ]:
+        write(project / rel, rel)
+    elsewhere = write(tmp_path / "my data" / "sales [2024]!.csv", "a,b\n")
+    folder = tmp_path / "extra"
+    write(folder / "x.csv", "1")
+    sources = project_sources(project, [elsewhere, folder], "/srv/app")
+    manifest = merge([local_manifest(s) for s in sources])
+    assert manifest.root == "/srv/app"
+    assert set(manifest.files) == {
+        "pyproject.toml",
+        "uv.lock",
+        "README.md",
+        "mcp_sales/server.py",
+        "provision/sync.py",
+        "data/sample.csv",
+        "data/sales [2024]!.csv",
+        "data/extra/x.csv",
+    }
+    assert manifest.files["data/sales [2024]!.csv"].local_path == elsewhere
+    # --delete may remove stale code and data files, never what sync does not manage.
+    assert manifest.manages("mcp_sales/old.py") and manifest.manages("data/old.csv")
+    assert not manifest.manages("tests/test_x.py") and not manifest.manages("notes.txt")
+    with pytest.raises(McpctlError, match="does not exist"):
+        project_sources(project, [tmp_path / "missing.csv"], "/srv/app")
+    with pytest.raises(McpctlError, match="not the mcpctl project"):
+        project_sources(tmp_path, [], "/srv/app")
+
+
+def test_merge_refuses_two_local_files_for_one_remote_path(tmp_path: Path) -> None:
+    a = write(tmp_path / "a" / "sales.csv", "1")
+    b = write(tmp_path / "b" / "sales.csv", "2")
+    sources = [SyncSource(p.parent, "/srv/app/data", include=(literal_pattern(p.name),)) for p in (a, b)]
+    with pytest.raises(McpctlError, match="both be sent"):
+        merge([local_manifest(s) for s in sources])
+
+
+def test_hash_cache_is_keyed_by_size_and_mtime(tmp_path: Path) -> None:
+    path = write(tmp_path / "tree" / "big.bin", b"x" * 1000, mtime=T0)
+    cache_file = tmp_path / "cache.json"
+    cache = HashCache(cache_file)
+    # A planted hash proves the file is not read again while size and mtime are unchanged.
+    cache.put(path, 1000, T0, "planted")
+    cache.save()
+    source = SyncSource(tmp_path / "tree", "/srv/app")
+    assert local_manifest(source, cache=HashCache(cache_file)).files["big.bin"].sha256 == "planted"
+    write(path, b"y" * 1000, mtime=T0 + 1)
+    fresh = HashCache(cache_file)
+    real = local_manifest(source, cache=fresh).files["big.bin"].sha256
+    assert real is not None and real != "planted" and len(real) == 64
+    assert fresh.get(path, 1000, T0 + 1) == real
+    assert (
+        local_manifest(source, cache=HashCache(cache_file), hash_files=False).files["big.bin"].sha256 is None
+    )
+
+
+def test_remote_listing_trusts_recorded_hashes_only_while_size_and_mtime_match() -> None:
+    listing = {
+        "files": [
+            ["a.py", 10, T0 + NS // 2, 0o644],
+            ["b.py", 10, T0 + 9 * NS, 0o644],
+            ["dir with space/é 'q'.sh", 5, T0, 0o755],
+        ],
+        "temps": [f"pkg/{temp_name('x.py', '0123456789ab')}"],
+        "manifest": '{"version": 1, "files": {"a.py": [10, 1700000000, "sa", 420], "b.py": [10, 1700000000, "sb", 420]}}',
+    }
+    manifest = manifest_from_listing(ROOT, listing)
+    assert manifest.files["a.py"] == FileEntry(10, T0 + NS // 2, "sa", 0o644)
+    assert manifest.files["b.py"].sha256 is None  # changed on the host since we wrote it
+    assert manifest.files["dir with space/é 'q'.sh"].mode == 0o755
+    assert manifest.temps == (f"pkg/{temp_name('x.py', '0123456789ab')}",)
+    assert manifest_from_listing(ROOT, {"files": [], "temps": [], "manifest": None}) == Manifest(ROOT, {})
+    assert manifest_from_listing(ROOT, {"files": [], "manifest": "not json"}).recorded == {}
+
+
+# ------------------------------------------------------------------------------- real sshd helpers
+
+
+@contextlib.contextmanager
+def mounted(where: Path, *args: str) -> Iterator[None]:
+    """Mount something at ``where`` for the test (root only), or skip saying why."""
+    where.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a test filesystem needs root and mount(8)")
+    done = subprocess.run(["mount", *args, str(where)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a test filesystem here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+def temps_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".mcpctl-tmp-" in p.name]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and ".mcpctl" not in p.relative_to(root).parts
+    }
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> HashCache:
+    return HashCache(tmp_path / "hash-cache.json")
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Path:
+    root = tmp_path / "local"
+    write(root / "pkg" / "a.py", "print('a')\n")
+    write(root / "pkg" / "b.py", "print('b')\n")
+    write(root / "data" / "big.bin", os.urandom(BIG))
+    write(root / "run.sh", "#!/bin/sh\n").chmod(0o755)
+    return root
+
+
+async def do_sync(sshd: Any, source: SyncSource, cache: HashCache, **kwargs: Any) -> Any:
+    async with remote_mod.connect(sshd.target()) as remote:
+        return await sync(remote, [source], cache=cache, **kwargs)
+
+
+# -------------------------------------------------------------------------------------- real syncs
+
+
+@pytest.mark.anyio
+async def test_first_sync_then_noop(sshd: Any, tmp_path: Path, local: Path, cache: HashCache) -> None:
+    source = SyncSource(local, str(tmp_path / "remote"))
+    seen: list[SyncProgress] = []
+    with anyio.fail_after(TIMEOUT):
+        first = await do_sync(sshd, source, cache, progress=seen.append)
+        second = await do_sync(sshd, source, cache)
+    remote = tmp_path / "remote"
+    assert tree(remote) == tree(local)
+    assert first.files_sent == 4 and first.bytes_sent == sum(len(v) for v in tree(local).values())
+    assert seen[-1] == SyncProgress(first.bytes_sent, first.bytes_sent, 4, 4)
+    assert (remote / "run.sh").stat().st_mode & 0o777 == 0o755
+    for rel in tree(local):
+        assert (remote / rel).stat().st_mtime_ns // NS == (local / rel).stat().st_mtime_ns // NS
+    assert second.up_to_date and second.files_sent == 0 and second.bytes_sent == 0
+    assert "up to date" in second.describe()
+    assert (remote / MANIFEST_PATH).is_file()
+    assert temps_under(remote) == []
+
+
+@pytest.mark.anyio
+async def test_one_changed_file_is_the_only_upload(
+    sshd: Any, tmp_path: Path, local: Path, cache: HashCache
+) -> None:
+    source = SyncSource(local, str(tmp_path / "remote"))
+    with anyio.fail_after(TIMEOUT):
+        await do_sync(sshd, source, cache)
+        write(local / "pkg" / "a.py", "print('A')\n")
+        big = local / "data" / "big.bin"
+        os.utime(big, ns=(T0, T0))  # touched, same content: the recorded sha256 says unchanged
+        report = await do_sync(sshd, source, cache)
+        again = await do_sync(sshd, source, cache)
+    assert [u.path for p in report.plans for u in p.uploads] == ["pkg/a.py"]
+    assert report.files_sent == 1
+    assert (tmp_path / "remote" / "pkg" / "a.py").read_text() == "print('A')\n"
+    assert again.up_to_date
+
+
+@pytest.mark.anyio
+async def test_delete_removes_remote_only_files_only_when_asked(
+    sshd: Any, tmp_path: Path, local: Path, cache: HashCache
+) -> None:
+    remote = tmp_path / "remote"
+    source = SyncSource(local, str(remote))
+    with anyio.fail_after(TIMEOUT):
+        await do_sync(sshd, source, cache)
+        (local / "pkg" / "b.py").unlink()
+        write(remote / ".venv" / "bin" / "python", "keep me")
+        write(remote / "pkg" / "__pycache__" / "b.cpython-311.pyc", "keep me")
+        kept = await do_sync(sshd, source, cache)
+        assert (remote / "pkg" / "b.py").exists() and kept.deleted == 0
+        dry = await do_sync(sshd, source, cache, delete=True, dry_run=True)
+        assert dry.plans[0].deletes == ("pkg/b.py",) and (remote / "pkg" / "b.py").exists()
+        gone = await do_sync(sshd, source, cache, delete=True)
+    assert gone.deleted == 1 and not (remote / "pkg" / "b.py").exists()
+    assert (remote / ".venv" / "bin" / "python").exists()
+    assert (remote / "pkg" / "__pycache__" / "b.cpython-311.pyc").exists()
+
+
+@pytest.mark.anyio
+async def test_odd_file_names_sync(sshd: Any, tmp_path: Path, cache: HashCache) -> None:
+    local = tmp_path / "local"
+    names = ["with space.txt", 'it\'s "quoted".py', "ünïcødé ✓.csv", "dir $(x)/`y` & z;.txt", "-dash.txt"]
+    for name in names:
+        write(local / name, name * 3)
+    write(local / "big name ü'.bin", os.urandom(BIG))
+    source = SyncSource(local, str(tmp_path / "remote dir 'q' ü"))
+    with anyio.fail_after(TIMEOUT):
+        first = await do_sync(sshd, source, cache)
+        second = await do_sync(sshd, source, cache)
+    assert first.files_sent == len(names) + 1
+    assert tree(tmp_path / "remote dir 'q' ü") == tree(local)
+    assert second.up_to_date
+
+
+@pytest.mark.anyio
+async def test_cancelled_sync_keeps_old_versions_and_next_sync_completes(
+    sshd: Any, tmp_path: Path, local: Path, cache: HashCache
+) -> None:
+    remote_root = tmp_path / "remote"
+    source = SyncSource(local, str(remote_root))
+    big_file = local / "data" / "big.bin"
+    write(big_file, os.urandom(8 << 20))
+    with anyio.fail_after(TIMEOUT):
+        await do_sync(sshd, source, cache)
+        old = tree(remote_root)
+        write(big_file, os.urandom(8 << 20))
+        write(local / "pkg" / "a.py", "print('new a')\n")
+        async with remote_mod.connect(sshd.target()) as remote:
+            wanted = merge([local_manifest(source, cache=cache)])
+            the_plan = plan(wanted, await remote_manifest(remote, str(remote_root)), delete=False)
+            assert {u.path for u in the_plan.uploads} == {"data/big.bin", "pkg/a.py"}
+            task: asyncio.Task[Any] | None = None
+            cancelled_at: list[SyncProgress] = []
+
+            def cancel_when_big_file_started(step: SyncProgress) -> None:
+                # The small file is streamed separately; cancel while big.bin is half sent.
+                if not cancelled_at and 0 < step.bytes_done < the_plan.bytes_to_send // 2:
+                    cancelled_at.append(step)
+                    assert task is not None
+                    task.cancel()
+
+            task = asyncio.ensure_future(apply(remote, the_plan, progress=cancel_when_big_file_started))
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert cancelled_at
+        after = tree(remote_root)
+        assert after["data/big.bin"] == old["data/big.bin"]
+        assert after["pkg/a.py"] in (old["pkg/a.py"], b"print('new a')\n")  # whole old or whole new
+        report = await do_sync(sshd, source, cache)
+    assert report.files_sent >= 1
+    assert tree(remote_root) == tree(local)
+    assert temps_under(remote_root) == []
+
+
+@pytest.mark.anyio
+async def test_dropped_connection_leaves_old_files_and_next_sync_cleans_temps(
+    sshd_factory: Any, tmp_path: Path, local: Path, cache: HashCache
+) -> None:
+    server = sshd_factory()  # private: the drop kills every session of this server
+    remote_root = tmp_path / "remote"
+    source = SyncSource(local, str(remote_root))
+    big_file = local / "data" / "big.bin"
+    with anyio.fail_after(TIMEOUT):
+        await do_sync(server, source, cache)
+        old = (remote_root / "data" / "big.bin").read_bytes()
+        write(big_file, os.urandom(16 << 20))
+        dropped: list[int] = []
+
+        def drop(step: SyncProgress) -> None:
+            if not dropped and step.bytes_done > 0:
+                dropped.append(server.kill_session_processes())
+
+        with pytest.raises(ConnectError, match="dropped"):
+            await do_sync(server, source, cache, progress=drop)
+        assert dropped and dropped[0] > 0
+        assert (remote_root / "data" / "big.bin").read_bytes() == old
+        assert temps_under(remote_root / "data") != []  # the killed server could not clean up
+        report = await do_sync(server, source, cache)
+    assert report.plans[0].cleanup and report.files_sent == 1
+    assert (remote_root / "data" / "big.bin").read_bytes() == big_file.read_bytes()
+    assert temps_under(remote_root) == []
+
+
+@pytest.mark.anyio
+async def test_remote_dir_under_a_file_is_a_clear_error(
+    sshd: Any, tmp_path: Path, local: Path, cache: HashCache
+) -> None:
+    write(tmp_path / "plain-file", "x")
+    source = SyncSource(local, str(tmp_path / "plain-file" / "app"))
+    with (
+        anyio.fail_after(TIMEOUT),
+        pytest.raises(RemoteError, match=r"cannot write .*plain-file.*Not a directory"),
+    ):
+        await do_sync(sshd, source, cache)
+
+
+@pytest.mark.anyio
+async def test_read_only_remote_dir_is_a_clear_error_and_keeps_files(
+    sshd: Any, tmp_path: Path, local: Path, cache: HashCache
+) -> None:
+    remote_root = tmp_path / "remote"
+    source = SyncSource(local, str(remote_root))
+    with anyio.fail_after(TIMEOUT):
+        await do_sync(sshd, source, cache)
+        before = tree(remote_root)
+        write(local / "pkg" / "a.py", "changed\n")
+        with mounted(remote_root, "--bind", str(remote_root)), mounted(remote_root, "-o", "remount,bind,ro"):
+            with pytest.raises(RemoteError, match=r"cannot write .*Read-only file system.*writable"):
+                await do_sync(sshd, source, cache)
+            assert tree(remote_root) == before
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["sftp", "stream"])
+async def test_full_remote_disk_is_a_clear_error_and_keeps_files(
+    sshd: Any, tmp_path: Path, cache: HashCache, how: str
+) -> None:
+    local = tmp_path / "local"
+    remote_root = tmp_path / "remote"
+    write(local / "keep.txt", "keep")
+    if how == "sftp":
+        write(local / "big.bin", os.urandom(BIG))
+    else:
+        for i in range(4):
+            write(local / f"small{i}.bin", os.urandom(STREAM_MAX_FILE // 2))
+    source = SyncSource(local, str(remote_root))
+    with mounted(remote_root, "-t", "tmpfs", "-o", "size=1m", "tmpfs"), anyio.fail_after(TIMEOUT):
+        await do_sync(sshd, source, cache)
+        before = tree(remote_root)
+        if how == "sftp":
+            write(local / "big.bin", os.urandom(2 << 20))  # does not fit in 1 MiB
+        else:
+            for i in range(4):
+                write(local / f"small{i}.bin", os.urandom(STREAM_MAX_FILE))
+        with pytest.raises(RemoteError, match="remote disk is full"):
+            await do_sync(sshd, source, cache)
+        after = tree(remote_root)
+        for rel, data in after.items():
+            assert data == before[rel] or data == (local / rel).read_bytes()  # old or new, never partial
+        if how == "sftp":
+            assert after["big.bin"] == before["big.bin"]
+        assert temps_under(remote_root) == []
+
+
+@pytest.mark.anyio
+async def test_dry_run_changes_nothing(sshd: Any, tmp_path: Path, local: Path, cache: HashCache) -> None:
+    remote_root = tmp_path / "remote"
+    with anyio.fail_after(TIMEOUT):
+        report = await do_sync(sshd, SyncSource(local, str(remote_root)), cache, dry_run=True)
+    assert not remote_root.exists()
+    assert isinstance(report.plans[0], SyncPlan) and len(report.plans[0].uploads) == 4
+    assert report.results == () and not report.changed
+    assert "4 to send" in report.describe()
