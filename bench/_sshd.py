@@ -61,7 +61,9 @@ def _keygen(path: Path) -> str:
     # ssh-keygen asks before overwriting: a key left by an earlier run is simply replaced.
     for old in (path, path.with_suffix(".pub")):
         old.unlink(missing_ok=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, stdin=subprocess.DEVNULL
+    )
     return path.with_suffix(".pub").read_text().strip()
 
 

@@ -186,7 +186,7 @@ def render(samples: dict[str, Samples], runs: int) -> None:
             "-" if cpu is None else f"{cpu:.0f}",
             "-" if cpu is None or not floor_cpu else f"{cpu / floor_cpu:.2f}x",
         )
-    console = Console()
+    console = Console(width=120)
     console.print(table)
     ours = samples["mcp-sales"]
     console.print(

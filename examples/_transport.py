@@ -53,12 +53,14 @@ class ServerLaunch:
         args: Its arguments.
         env: Variables added to the small environment the SDK passes to servers; None for none.
         label: A short human description, used in messages ("mcpctl connect demo").
+        hint: Where to look when the server closes the connection (added to that error's message).
     """
 
     command: str
     args: tuple[str, ...] = ()
     env: Mapping[str, str] | None = None
     label: str = field(default="", compare=False)
+    hint: str = field(default="", compare=False)
 
     def parameters(self) -> StdioServerParameters:
         """Return the SDK's launch parameters for this command."""
@@ -110,14 +112,15 @@ def profile_launch(name: str, *, ssh: bool = False) -> ServerLaunch:
     # Imported here: the --local and --command paths need nothing of the provisioning toolkit.
     from provision.claude import EntryInputs, build_entry
     from provision.errors import McpctlError
-    from provision.profiles import load_profile
+    from provision.profiles import load_profile, log_dir
 
     try:
         entry = build_entry(EntryInputs.from_profile(load_profile(name)), "ssh" if ssh else "proxy")
+        hint = "" if ssh else f"`mcpctl connect` logs every step to {log_dir() / f'{name}.log'}"
     except McpctlError as exc:
         raise TransportError(str(exc)) from None
     label = f"ssh to profile '{name}'" if ssh else f"mcpctl connect {name}"
-    return ServerLaunch(entry["command"], tuple(entry["args"]), entry.get("env"), label)
+    return ServerLaunch(entry["command"], tuple(entry["args"]), entry.get("env"), label, hint)
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -222,10 +225,8 @@ def describe_error(exc: BaseException, launch: ServerLaunch | None = None) -> st
         return str(leaf)
     if isinstance(leaf, MCPError):
         if leaf.code == CONNECTION_CLOSED:
-            return (
-                f"{where} closed the connection; its messages above say why"
-                " (for a profile, `mcpctl doctor NAME` checks every step)"
-            )
+            hint = f" ({launch.hint})" if launch is not None and launch.hint else ""
+            return f"{where} closed the connection; its messages above say why{hint}"
         if leaf.code == REQUEST_TIMEOUT:
             return f"{where} did not answer in time; raise --connect-timeout / --timeout, or check the host"
         return f"{where} answered with an error: {leaf.error.message}"

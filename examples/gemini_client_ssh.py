@@ -146,8 +146,9 @@ class _Converter:
             out = self._resolve(node["$ref"], path, refs)
         for index, part in enumerate(node.get("allOf", ())):
             _merge(out, self.convert(part, f"{path}/allOf/{index}", refs))
-        own = self._convert_own(node, path, refs)
-        out.update(own)  # a node's own keywords win over what it references (e.g. a field's description)
+        # A node's own keywords win over what it references (a field's description over its type's);
+        # properties and required lists add up.
+        _merge(out, self._convert_own(node, path, refs), override=True)
         if "required" in out and "properties" in out:
             out["required"] = [name for name in dict.fromkeys(out["required"]) if name in out["properties"]]
         return out
@@ -167,7 +168,9 @@ class _Converter:
                 out[key] = node[key]
         if "const" in node:
             out["enum"] = [node["const"]]
-        _add_note(out, [text.format(node[k]) for k, text in _HINTED_KEYWORDS.items() if node.get(k)])
+        # `is not False`: a bound of 0 is a real constraint, `uniqueItems: false` is none.
+        hinted = [k for k in _HINTED_KEYWORDS if k in node and node[k] is not False and node[k] is not None]
+        _add_note(out, [_HINTED_KEYWORDS[k].format(node[k]) for k in hinted])
         if isinstance(node.get("properties"), Mapping):
             out["properties"] = {
                 name: self.convert(sub, f"{path}/properties/{name}", refs)
@@ -238,13 +241,16 @@ def _add_note(node: dict[str, Any], notes: list[str]) -> None:
         node["description"] = f"{described} ({text})" if described else text[:1].upper() + text[1:]
 
 
-def _merge(into: dict[str, Any], part: Mapping[str, Any]) -> None:
-    """Merge an ``allOf`` part (or a lone union branch): properties and required add up, else first wins."""
+def _merge(into: dict[str, Any], part: Mapping[str, Any], *, override: bool = False) -> None:
+    """Merge schema ``part`` into ``into``: properties and required add up; for any other keyword the
+    value already there stays, unless ``override``."""
     for key, value in part.items():
         if key == "properties" and isinstance(into.get(key), dict):
-            into[key] = {**into[key], **value}
+            into[key] = {**into[key], **value} if override else {**value, **into[key]}
         elif key == "required" and isinstance(into.get(key), list):
             into[key] = [*into[key], *(name for name in value if name not in into[key])]
+        elif override:
+            into[key] = value
         else:
             into.setdefault(key, value)
 
@@ -253,8 +259,9 @@ def openapi_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     """Rewrite a :func:`gemini_json_schema` result into the OpenAPI subset of ``types.Schema``.
 
     For google-genai releases without ``parameters_json_schema``: types become upper case, a ``null``
-    branch of a union becomes ``nullable``, a one-branch union collapses, non-string enums and tuple
-    items (which the subset cannot hold) are described in words. Keys are ``types.Schema`` field names.
+    branch of a union becomes ``nullable``, a one-branch union collapses; non-string enums, tuple items
+    and free-form mappings (which the subset cannot hold) are described in words. Keys are
+    ``types.Schema`` field names.
     """
     out: dict[str, Any] = {}
     notes: list[str] = []
@@ -298,6 +305,8 @@ def openapi_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
             notes.append("one of " + ", ".join(json.dumps(v) for v in values))
     if "properties" in schema:
         out["properties"] = {name: openapi_schema(sub) for name, sub in schema["properties"].items()}
+    if isinstance(schema.get("additionalProperties"), Mapping):
+        notes.append("any property names")  # a mapping; the subset can only list named properties
     if "items" in schema:
         out["items"] = openapi_schema(schema["items"])
     elif "prefixItems" in schema:
@@ -354,24 +363,38 @@ def _only_fields(node: dict[str, Any], fields: Any) -> dict[str, Any]:
 
 
 def coerce_arguments(value: Any, schema: Mapping[str, Any] | None) -> Any:
-    """Give integer parameters whole numbers: the model's JSON numbers may arrive as ``5.0``."""
+    """Give integer parameters whole numbers: the model's JSON numbers may arrive as ``5.0``.
+
+    ``schema`` is a converted schema (:func:`gemini_json_schema`: no references left to follow).
+    """
     if not schema:
         return value
-    if isinstance(value, float) and value.is_integer() and _allows_integer(schema):
+    if isinstance(value, float) and value.is_integer() and _allows("integer", schema):
         return int(value)
-    if isinstance(value, dict) and isinstance(schema.get("properties"), Mapping):
-        props = schema["properties"]
-        return {k: coerce_arguments(v, props.get(k)) for k, v in value.items()}
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [coerce_arguments(v, schema["items"]) for v in value]
+    if isinstance(value, dict):
+        shape = _branch("object", schema)
+        props = shape.get("properties")
+        if isinstance(props, Mapping):
+            return {k: coerce_arguments(v, props.get(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        items = _branch("array", schema).get("items")
+        if isinstance(items, Mapping):
+            return [coerce_arguments(v, items) for v in value]
     return value
 
 
-def _allows_integer(schema: Mapping[str, Any]) -> bool:
-    kind = schema.get("type")
-    if kind == "integer" or (isinstance(kind, list) and "integer" in kind):
+def _allows(kind: str, schema: Mapping[str, Any]) -> bool:
+    declared = schema.get("type")
+    if declared == kind or (isinstance(declared, list) and kind in declared):
         return True
-    return any(isinstance(b, Mapping) and _allows_integer(b) for b in schema.get("anyOf", ()))
+    return any(isinstance(b, Mapping) and _allows(kind, b) for b in schema.get("anyOf", ()))
+
+
+def _branch(kind: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The part of ``schema`` describing values of JSON type ``kind`` (a union's matching branch)."""
+    if schema.get("type") == kind or "anyOf" not in schema:
+        return schema
+    return next((b for b in schema["anyOf"] if isinstance(b, Mapping) and b.get("type") == kind), schema)
 
 
 # --- the chat loop --------------------------------------------------------------------------------
@@ -486,8 +509,9 @@ class GeminiChat:
                     return _text_of(content, response)
                 parts = [await self._run(call) for call in calls]
                 self.history.append(types.Content(role="user", parts=parts))
+            rounds = f"{self.max_rounds} request{'s' if self.max_rounds != 1 else ''}"
             raise ChatError(
-                f"the model kept calling tools for {self.max_rounds} rounds without answering;"
+                f"the model still wanted tools after {rounds} without answering;"
                 " ask a narrower question or raise --max-rounds"
             )
         except BaseException:

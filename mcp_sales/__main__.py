@@ -42,6 +42,13 @@ def _absolute(value: str | Path) -> Path:
     return Path(value).expanduser().resolve()
 
 
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if not 0 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{value} is not a number of seconds between 0 and 3600")
+    return seconds
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
@@ -83,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(serve)
     serve.add_argument(
         "--forecast-deadline",
-        type=float,
+        type=_seconds,
         default=45.0,
         metavar="S",
         help="seconds a forecast call waits for a fit before asking the client to retry (default 45)",
@@ -106,6 +113,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return build_parser().parse_args(args)
 
 
+def claim_wire() -> BinaryIO:
+    """Take the real stdout for ourselves (see :func:`mcp_sales.quiet.claim_stdout`)."""
+    from mcp_sales.quiet import claim_stdout
+
+    return claim_stdout()
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         stream=sys.stderr,
@@ -117,13 +131,13 @@ def _configure_logging(level: str) -> None:
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
     """Translate CLI options; column overrides are validated here so a typo fails at start-up."""
-    from mcp_sales.server import ServerConfig
-
     columns: dict[str, str] = {}
     if args.column:  # the data layer costs start-up time: import it only when there is work for it
         from mcp_sales.data import parse_column_overrides
 
         columns = parse_column_overrides(args.column)
+    from mcp_sales.server import ServerConfig
+
     return ServerConfig(
         data_path=args.data or default_data_path(),
         columns=columns,
@@ -136,20 +150,31 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
 # --- serve ----------------------------------------------------------------------------------------
 
 
-def _terminate_children() -> None:
-    """SIGTERM our direct children (a Stan optimizer mid-fit) so none outlives the server (Linux)."""
+def _child_pids() -> list[int]:
+    """Our direct children, from /proc (Linux; empty elsewhere)."""
+    me = os.getpid()
+    children: list[int] = []
     try:
-        tasks = os.listdir("/proc/self/task")
+        entries = os.listdir("/proc")
     except OSError:
-        return
-    for task in tasks:
-        try:
-            children = Path(f"/proc/self/task/{task}/children").read_text().split()
-        except OSError:
+        return children
+    for entry in entries:
+        if not entry.isdigit():
             continue
-        for pid in children:
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(pid), signal.SIGTERM)
+        try:
+            stat = Path("/proc", entry, "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:  # field 4 of proc(5): the parent pid
+                children.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or not readable
+    return children
+
+
+def _terminate_children() -> None:
+    """SIGTERM our direct children (a Stan optimizer mid-fit) so none outlives the server."""
+    for pid in _child_pids():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _exit_now(code: int) -> NoReturn:
@@ -216,12 +241,6 @@ def serve(args: argparse.Namespace) -> NoReturn:
             log.exception("server stopped on an unexpected error")
             code = 1
     _exit_now(code)
-
-
-def claim_wire() -> BinaryIO:
-    from mcp_sales.quiet import claim_stdout
-
-    return claim_stdout()
 
 
 # --- check ----------------------------------------------------------------------------------------

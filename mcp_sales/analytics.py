@@ -1,7 +1,9 @@
 """Sales analytics over one prepared data version: pure functions, no MCP.
 
-Every query reads the pre-aggregate (``agg``: operation x product x period), never the source rows,
-so answers take about a millisecond at any source size. Arguments come from a model or a person:
+Queries read the version's in-memory pre-aggregates (``agg``: operation x product x period, and
+``totals``: operation x product), never the source rows, so their cost does not grow with the source
+file; what never changes within a version (the product catalog, per-operation totals and rankings
+over the whole history) is computed once and kept. Arguments come from a model or a person:
 names are matched forgivingly (case, partial names) and every bad argument raises
 :class:`~mcp_sales.errors.InvalidInput` with a sentence saying what to send instead.
 
@@ -37,6 +39,7 @@ from mcp_sales.models import (
 )
 
 MAX_N = 1000
+RANKED_PRODUCTS_MAX = 10_000
 METRICS = ("units", "revenue")
 GRAINS = ("month", "quarter", "year")
 
@@ -223,15 +226,11 @@ def top_products(
     op = resolve_operation(data, operation)
     low, high = _bounds(data, start, end)
     if low <= data.first_period and high >= data.last_period:
-        # The whole history: read the per-product totals, and the operation's totals from the catalog.
-        summary = _catalog(data).operations[op]
+        # The whole history (the common question): ranked per-product totals, from the catalog.
+        catalog = _catalog(data)
+        summary = catalog.operations[op]
         total_products, total = summary[0], (summary[3] if metric == "units" else summary[4])
-        rows = _query(
-            data,
-            f"SELECT product_id, product_name, units, revenue FROM totals WHERE operation = ? "
-            f"ORDER BY {metric} DESC, product_id LIMIT ?",
-            [op, n],
-        )
+        rows = catalog.ranking(data, op, metric, n)
     else:
         rows = _query(
             data,
@@ -305,11 +304,11 @@ def list_products(data: SalesData, operation: str | None = None) -> ProductsResu
         data,
         """
         WITH everywhere AS (
-            SELECT product_id, min(product_name) AS product_name, count(DISTINCT operation) AS operations
-            FROM agg GROUP BY product_id
+            SELECT product_id, min(product_name) AS product_name, count(*) AS operations
+            FROM totals GROUP BY product_id
         ), here AS (
             SELECT product_id, sum(units) AS units, sum(revenue) AS revenue
-            FROM agg WHERE ? IS NULL OR operation = ? GROUP BY product_id
+            FROM totals WHERE ? IS NULL OR operation = ? GROUP BY product_id
         )
         SELECT product_id, product_name, operations, units, revenue
         FROM here JOIN everywhere USING (product_id) ORDER BY product_id
@@ -334,9 +333,7 @@ def list_products(data: SalesData, operation: str | None = None) -> ProductsResu
 
 def summarize(data: SalesData) -> DatasetSummary:
     """What the data is: size, coverage, columns, mapping and totals."""
-    ((products, units, revenue),) = _query(
-        data, "SELECT count(DISTINCT product_id), sum(units), sum(revenue) FROM agg"
-    )
+    products, units, revenue = _catalog(data).totals
     return DatasetSummary(
         source=data.source.name,
         rows=data.rows,
@@ -392,10 +389,9 @@ def sales_over_time(
         [low, high, op, op, pid, pid],
     )
     found = {period: (units, revenue) for period, units, revenue in rows}
-    zero_revenue = 0.0 if data.has_revenue else None
     points = []
     for period in _periods(_truncate(low, grain), _truncate(high, grain), grain):
-        units, revenue = found.get(period, (0.0, zero_revenue))
+        units, revenue = found.get(period, (0.0, 0.0))
         points.append(
             SalesPoint(period=period, units=units, revenue=(revenue or 0.0) if data.has_revenue else None)
         )
@@ -497,6 +493,31 @@ class _Catalog:
                 "FROM totals GROUP BY operation ORDER BY operation",
             )
         }
+        ((products, units, revenue),) = _query(
+            data, "SELECT count(DISTINCT product_id), sum(units), sum(revenue) FROM totals"
+        )
+        self.totals: tuple[int, float, float | None] = (products, units, revenue)
+        self._rankings: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+
+    def ranking(self, data: SalesData, operation: str, metric: str, n: int) -> list[tuple[Any, ...]]:
+        """The top ``n`` (product_id, product_name, units, revenue) of an operation over all periods.
+
+        Whole rankings are kept for operations of up to RANKED_PRODUCTS_MAX products, so the usual
+        question costs no query at all; larger ones are asked of DuckDB each time.
+        """
+        if self.operations[operation][0] > RANKED_PRODUCTS_MAX:
+            return _query(data, _RANKING_SQL.format(metric=metric) + " LIMIT ?", [operation, n])
+        ranking = self._rankings.get((operation, metric))
+        if ranking is None:  # two threads may both compute it once: same result, no lock needed
+            ranking = _query(data, _RANKING_SQL.format(metric=metric), [operation])
+            self._rankings[(operation, metric)] = ranking
+        return ranking[:n]
+
+
+_RANKING_SQL = (
+    "SELECT product_id, product_name, units, revenue FROM totals WHERE operation = ? "
+    "ORDER BY {metric} DESC, product_id"
+)
 
 
 _catalogs: OrderedDict[tuple[str, str], _Catalog] = OrderedDict()

@@ -43,7 +43,6 @@ FIELDS = ("operation", "product_id", "product_name", "units", "revenue", "year",
 OPTIONS = ("date_format", "encoding")  # mapping keys that are not columns
 MAPPING_FILES = ("mcp_sales.toml", "mcp_sales.json")
 CACHE_DIR_NAME = ".mcp_sales_cache"
-KEEP_VERSIONS = 2
 # Part of every version id: bump it when the normalized layout changes so old caches are not reused.
 LAYOUT = "2"
 CONVERT_MEMORY_LIMIT = "1GB"
@@ -421,18 +420,31 @@ class SalesStore:
         # Fast path for a new process: a finished conversion recorded for this exact size/mtime/inode.
         version = _indexed_version(root, key, file_stamp)
         if version is not None:
-            return stamp, _open_version(root / version, self.path, version)
+            data = _open_version(root / version, self.path, version)
+            if data is not None:
+                return stamp, data
         with _locked(root):
             version = _indexed_version(root, key, file_stamp)  # another process may have just finished
             if version is None:
-                digest, file_stamp = _hash_stable(self.path)
+                try:
+                    digest, file_stamp = _hash_stable(self.path)
+                except OSError as exc:
+                    raise DataError(
+                        f"cannot read data file {self.path} ({exc.strerror}); check its permissions"
+                    ) from None
                 stamp = (*file_stamp, *stamp[3:])
                 version = _short_hash(f"{LAYOUT}\n{digest}\n{mapping.key()}")
-                if not (root / version / _META).is_file():
-                    _build_version(self.path, mapping, root, version)
-                    self.conversions += 1
-                _record(root, key, str(self.path), file_stamp, version)
-            return stamp, _open_version(root / version, self.path, version)
+            data = _open_version(root / version, self.path, version)
+            if data is None:  # never converted, or damaged: (re)build it
+                _build_version(self.path, mapping, root, version)
+                self.conversions += 1
+                data = _open_version(root / version, self.path, version)
+                if data is None:
+                    raise DataError(
+                        f"cannot open the converted data in {root / version}; delete it and retry"
+                    )
+            _record(root, key, str(self.path), file_stamp, version)
+            return stamp, data
 
 
 def _default_cache_root(data_path: Path) -> Path:
@@ -499,7 +511,7 @@ def _indexed_version(root: Path, key: str, file_stamp: list[int]) -> str | None:
     if not isinstance(entry, dict) or entry.get("stamp") != file_stamp:
         return None
     version = entry.get("version")
-    if not isinstance(version, str) or not (root / version / _META).is_file():
+    if not isinstance(version, str) or _read_meta(root / version) is None:
         return None
     return version
 
@@ -539,8 +551,34 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         raise
 
 
-def _open_version(directory: Path, source: Path, version: str) -> SalesData:
-    meta = json.loads((directory / _META).read_text("utf-8"))
+_META_KEYS = (
+    *("mapping", "grain", "rows", "dropped_rows", "columns", "operations"),
+    *("first_period", "last_period", "has_revenue", "agg_rows"),
+)
+
+
+def _read_meta(directory: Path) -> dict[str, Any] | None:
+    """A version's metadata, or None when the version is missing or damaged (then it is rebuilt)."""
+    try:
+        meta = json.loads((directory / _META).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    complete = isinstance(meta, dict) and all(k in meta for k in _META_KEYS)
+    files = all((directory / name).is_file() for name in ("sales.parquet", "agg.parquet"))
+    return meta if complete and files else None
+
+
+def _open_version(directory: Path, source: Path, version: str) -> SalesData | None:
+    """The prepared data of a finished version; None if it vanished or is damaged."""
+    import duckdb
+
+    meta = _read_meta(directory)
+    if meta is None:
+        return None
+    try:
+        db = _VersionDB(directory, meta["agg_rows"])
+    except duckdb.Error:  # its Parquet files are unreadable: treat the version as missing
+        return None
     return SalesData(
         source=source,
         version=version,
@@ -554,7 +592,7 @@ def _open_version(directory: Path, source: Path, version: str) -> SalesData:
         cache_dir=directory,
         has_revenue=meta["has_revenue"],
         dropped_rows=meta["dropped_rows"],
-        _db=_VersionDB(directory, meta["agg_rows"]),
+        _db=db,
     )
 
 
@@ -563,22 +601,34 @@ def _open_version(directory: Path, source: Path, version: str) -> SalesData:
 
 
 def _build_version(source: Path, mapping: ColumnMapping, root: Path, version: str) -> None:
-    """Convert ``source`` into ``root/version`` (built in a work directory, renamed when complete)."""
+    """Convert ``source`` into ``root/version`` (built in a work directory, renamed when complete).
+
+    Raises:
+        DataError: the source does not convert, or the cache directory cannot be written.
+    """
     started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix=f"{version}.tmp-", dir=root))
+    target = root / version
     try:
-        meta = _convert(source, mapping, work)
-        for scratch in ("stage.parquet", "utf8.csv", "spill"):
-            target = work / scratch
-            if target.is_dir():
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                target.unlink(missing_ok=True)
-        _atomic_write(work / _META, json.dumps(meta, indent=1).encode("utf-8"))
-        os.replace(work, root / version)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{version}.tmp-", dir=root))
+        try:
+            meta = _convert(source, mapping, work)
+            for scratch in ("stage.parquet", "utf8.csv", "spill"):
+                if (work / scratch).is_dir():
+                    shutil.rmtree(work / scratch, ignore_errors=True)
+                else:
+                    (work / scratch).unlink(missing_ok=True)
+            _atomic_write(work / _META, json.dumps(meta, indent=1).encode("utf-8"))
+            if target.exists():  # a damaged version (its meta.json gone): replace it
+                shutil.rmtree(target)
+            os.replace(work, target)
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot write the converted data to {root} ({exc.strerror or exc}); free disk space or make it "
+            "writable"
+        ) from None
     logger.info(
         "prepared data version %s from %s (%d rows) in %.1f s",
         version,
@@ -598,17 +648,19 @@ def _convert(source: Path, mapping: ColumnMapping, work: Path) -> dict[str, Any]
         ":memory:",
         config={
             "memory_limit": CONVERT_MEMORY_LIMIT,
-            "threads": max(1, os.cpu_count() or 1),
+            # More threads than this would need more memory than the limit allows for big sorts.
+            "threads": min(4, os.cpu_count() or 1),
             # Order is imposed explicitly where it matters; without this DuckDB can stream big copies.
             "preserve_insertion_order": False,
         },
     )
+    csv_path: Path | None = None
     try:
         con.execute(f"SET temp_directory = {_lit(str(work / 'spill'))}")
         con.execute("SET TimeZone = 'UTC'")
-        src = (
-            f"read_parquet({_lit(str(source))})" if encoding is None else _csv_source(source, encoding, work)
-        )
+        if encoding is not None:
+            csv_path = _utf8_copy(source, encoding, work)
+        src = f"read_parquet({_lit(str(source))})" if csv_path is None else _read_csv_sql(csv_path)
         relation = con.sql(f"SELECT * FROM {src}")
         columns = tuple(relation.columns)
         types = {name: str(type_).upper() for name, type_ in zip(columns, relation.types, strict=True)}
@@ -639,7 +691,7 @@ def _convert(source: Path, mapping: ColumnMapping, work: Path) -> dict[str, Any]
             logger.info("%s is not UTF-8 throughout; reading it as cp1252", source.name)
             con.close()
             return _convert(source, dataclasses.replace(mapping, encoding="cp1252"), work)
-        raise _translate(exc, source, kind, encoding) from None
+        raise _translate(exc, source, encoding, csv_path) from None
     finally:
         con.close()
 
@@ -785,26 +837,67 @@ def _latin1_fallback(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error("mcp_sales_latin1", _latin1_fallback)
 
 
-def _csv_source(source: Path, encoding: str, work: Path) -> str:
-    """A DuckDB ``read_csv`` over the file, transcoded to UTF-8 in ``work`` first unless it is UTF-8."""
+def _utf8_copy(source: Path, encoding: str, work: Path) -> Path:
+    """The CSV as UTF-8: the file itself, or a streamed transcoded copy in ``work``."""
     try:
         codec = codecs.lookup(encoding).name
     except LookupError:
         raise DataError(
             f"unknown encoding {encoding!r} for {source.name}; use one like utf-8, cp1252, latin-1 or utf-16"
         ) from None
-    path = source
-    if codec != "utf-8":
-        path = work / "utf8.csv"
-        decoder = codecs.getincrementaldecoder(codec)(
-            errors="mcp_sales_latin1" if codec == "cp1252" else "replace"
-        )
-        with source.open("rb") as raw, path.open("w", encoding="utf-8", newline="") as out:
-            while chunk := raw.read(4 << 20):
-                out.write(decoder.decode(chunk))
-            out.write(decoder.decode(b"", final=True))
+    if codec == "utf-8":
+        return source
+    path = work / "utf8.csv"
+    decoder = codecs.getincrementaldecoder(codec)(
+        errors="mcp_sales_latin1" if codec == "cp1252" else "replace"
+    )
+    with source.open("rb") as raw, path.open("w", encoding="utf-8", newline="") as out:
+        while chunk := raw.read(4 << 20):
+            out.write(decoder.decode(chunk))
+        out.write(decoder.decode(b"", final=True))
+    return path
+
+
+def _read_csv_sql(path: Path) -> str:
+    """A DuckDB ``read_csv`` of a UTF-8 CSV with a header line."""
     # Everything as text: ids keep leading zeros, and bad values are reported by us, with the column.
-    return f"read_csv({_lit(str(path))}, header = true, all_varchar = true)"
+    options = "header = true, skip = 0, all_varchar = true"
+    delimiter = _header_delimiter(path)
+    if delimiter is not None:
+        # Fixed from the header line: on a damaged file DuckDB's sniffer would otherwise guess some
+        # other layout and report misleading columns instead of the broken line.
+        options += f", delim = {_lit(delimiter)}"
+    return f"read_csv({_lit(str(path))}, {options})"
+
+
+def _first_bad_line(path: Path, max_lines: int = 2_000_000) -> str | None:
+    """Where a CSV stops fitting its header, e.g. "line 7 has 9 fields but the header has 7"."""
+    import csv
+
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+        reader = csv.reader(f, delimiter=_header_delimiter(path) or ",", strict=True)
+        start = 1
+        try:
+            header = next(reader, [])
+            while reader.line_num < max_lines:
+                start = reader.line_num + 1
+                row = next(reader, None)
+                if row is None:
+                    return None
+                if row and len(row) != len(header):
+                    return f"line {start} has {len(row)} fields but the header has {len(header)}"
+        except csv.Error:
+            return f"line {start} has an unbalanced quote"
+    return None
+
+
+def _header_delimiter(path: Path) -> str | None:
+    """The separator used in the header line (the most frequent of , ; tab |), if any."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+        header = f.readline(1 << 16)
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else None
 
 
 def _resolve_columns(mapping: ColumnMapping, columns: tuple[str, ...], name: str) -> ColumnMapping:
@@ -877,7 +970,7 @@ def _suggest(field_name: str, columns: tuple[str, ...]) -> str:
                 return column
     for alias in _ALIASES[field_name]:
         for key, column in folded.items():
-            if alias in key:
+            if len(alias) >= 4 and alias in key:  # short aliases ("qty", "mon") only match whole names
                 return column
     close = difflib.get_close_matches(field_name, list(folded), n=1, cutoff=0.6)
     return folded[close[0]] if close else "COL"
@@ -1065,7 +1158,7 @@ def _error_text(mark: str, before: str, after: str, value_sql: str) -> str:
     return f"{_lit(mark + before)} || left({value_sql}, 60) || {_lit(after)}"
 
 
-def _translate(exc: Exception, source: Path, kind: str, encoding: str | None) -> DataError:
+def _translate(exc: Exception, source: Path, encoding: str | None, csv_path: Path | None) -> DataError:
     """One actionable sentence for an error DuckDB raised while reading the source."""
     text = str(exc)
     for mark in (_DATE_MARK, _MARK):
@@ -1073,13 +1166,18 @@ def _translate(exc: Exception, source: Path, kind: str, encoding: str | None) ->
             return DataError(text.split(mark, 1)[1].splitlines()[0].strip())
     first = next((line.strip() for line in text.splitlines() if line.strip()), text)
     first = re.sub(r"^[A-Za-z ]*Error: ", "", first)
+    if "No space left" in text:
+        return DataError(f"no disk space left to convert {source.name}; free space in the cache directory")
+    if csv_path is None:
+        return DataError(f"cannot read {source.name} as Parquet ({first}); export the file again")
     if "unicode" in text.lower():
         return DataError(
             f"data file {source.name} is not valid {encoding or 'UTF-8'} text; set its encoding with "
             "--column encoding=NAME (e.g. cp1252, utf-16) or encoding in mcp_sales.toml"
         )
-    if kind == "parquet":
-        return DataError(f"cannot read {source.name} as Parquet ({first}); export the file again")
+    if "CSV Error on Line" in text or "sniffing" in text:
+        where = _first_bad_line(csv_path) or "its rows do not all fit the header"
+        return DataError(f"cannot read {source.name} as CSV: {where}; fix the file or export it again")
     return DataError(
         f"cannot read {source.name} as CSV ({first}); check that it is a comma-, semicolon- or "
         "tab-separated export with one header row"

@@ -212,6 +212,9 @@ def fit_prophet(
     """Fit Prophet on a monthly series and predict ``horizon_months`` ahead, stdout diverted throughout.
 
     Values are clipped at zero (sales are never negative) and rounded to cents.
+
+    Raises:
+        ForecastError: Prophet is not importable, or its optimizer failed on this series.
     """
     with stdout_to_stderr():
         silence_stan_loggers()
@@ -232,7 +235,14 @@ def fit_prophet(
             np.random.seed(SEED)
             frame = pd.DataFrame({"ds": pd.to_datetime([d for d, _ in series]), "y": [v for _, v in series]})
             model = Prophet(interval_width=interval_width, **MODEL_PARAMS)
-            model.fit(frame)
+            try:
+                model.fit(frame)
+            except RuntimeError as exc:  # Stan's optimizer gave up on this series
+                log.warning("Prophet fit failed: %s", exc)
+                raise ForecastError(
+                    "the forecast model could not be fitted to this series; try another start_date, "
+                    "the whole operation instead of one product, or the other metric"
+                ) from exc
             future = model.make_future_dataframe(periods=horizon_months, freq="MS", include_history=True)
             predicted = model.predict(future)
 

@@ -6,7 +6,7 @@ product and month, so the monthly totals keep the same shape at any size.
 
 Every number comes from an integer hash of (seed, row) evaluated inside DuckDB, so files of tens of
 millions of rows are written straight to disk in bounded memory, and the same seed always gives the
-same bytes (no floating-point state, no thread-dependent random generator).
+same bytes (no random-generator state, no thread-dependent row order).
 """
 
 from __future__ import annotations

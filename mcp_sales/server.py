@@ -55,8 +55,9 @@ when the data has it, revenue. Start with dataset_summary (date range, columns) 
 (the exact operation names); list_products shows what is sold. Then use top_n_products for best
 sellers, sales_over_time for trends, and forecast_sales for a Prophet forecast of monthly sales.
 Operation and product names are matched case-insensitively and by unique partial name. Dates are
-YYYY-MM-DD. A first forecast can take up to a minute (progress is reported); repeated forecasts are
-served from a cache. Every error message says what to change: read it and call again."""
+YYYY-MM-DD (YYYY-MM or YYYY select a whole month or year). A first forecast can take up to a minute
+(progress is reported); repeated forecasts are served from a cache. Every error message says what to
+change: read it and call again."""
 
 # Server-side duration of each tool call, in the result's _meta: lets clients and benchmarks tell
 # server time from transport time.
@@ -74,9 +75,13 @@ MetricArg = Annotated[
     Metric, Field(description="'units' (default) or 'revenue' (only when the data has a revenue column).")
 ]
 StartArg = Annotated[
-    str | None, Field(description="First day to include, YYYY-MM-DD; omit for the start of the data.")
+    str | None,
+    Field(description="First day to include: YYYY-MM-DD, YYYY-MM or YYYY; omit for the data's start."),
 ]
-EndArg = Annotated[str | None, Field(description="Last day to include, YYYY-MM-DD; omit for the data's end.")]
+EndArg = Annotated[
+    str | None,
+    Field(description="Last day to include: YYYY-MM-DD, or YYYY-MM / YYYY for a whole month / year."),
+]
 
 
 @dataclass(frozen=True)
@@ -141,17 +146,16 @@ class _Backend:
             log.exception("preparing the data failed")
 
     def prefetch_middleware(self) -> ServerMiddleware[Any]:
-        """Middleware starting :meth:`prefetch` in a daemon thread after the first message that is not
-        ``initialize``: by then the handshake has been answered, so start-up never waits for it."""
+        """Middleware starting :meth:`prefetch` in a daemon thread on the first message that is not
+        ``initialize``: the handshake has been answered by then, so start-up never waits for it."""
         started = False
 
         async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
             nonlocal started
-            result = await call_next(ctx)
             if not started and ctx.method != "initialize":
                 started = True
                 threading.Thread(target=self.prefetch, name="prefetch", daemon=True).start()
-            return result
+            return await call_next(ctx)
 
         return middleware
 

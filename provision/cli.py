@@ -330,6 +330,28 @@ def provision(
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept the shown host key fingerprint.")] = False,
     force: Annotated[bool, typer.Option(help="Reinstall the environment even if it is up to date.")] = False,
+    region: Annotated[
+        str | None, typer.Option(help="--ec2: AWS region (default: the profile's, else your AWS config).")
+    ] = None,
+    instance_type: Annotated[
+        str | None, typer.Option(help="--ec2: instance type (default: t3.small; t4g.* are arm64).")
+    ] = None,
+    ssh_cidr: Annotated[
+        str | None, typer.Option(help="--ec2: who may reach port 22 (default: your public IP as a /32).")
+    ] = None,
+    volume_gb: Annotated[
+        int | None, typer.Option(help="--ec2: root volume size in GB (default: 16).")
+    ] = None,
+    autostop_minutes: Annotated[
+        int | None,
+        typer.Option(help="--ec2: stop the instance after N idle minutes, 0 = never (default: 60)."),
+    ] = None,
+    allow_world: Annotated[
+        bool, typer.Option("--allow-world", help="--ec2: accept an --ssh-cidr wider than /24.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="--ec2: print what would be created and what it costs; change nothing.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Create or update profile NAME and install the server on its host (idempotent)."""
@@ -342,8 +364,17 @@ def provision(
     ]
     if len(chosen) > 1:
         raise McpctlError(f"choose one of {', '.join(chosen)}, not several.")
-    if ec2:
-        raise McpctlError("--ec2 provisioning is not available in this version yet; use --host or --sandbox.")
+    from provision import cli_ec2
+
+    ec2_options = cli_ec2.Ec2Options(
+        region, instance_type, ssh_cidr, volume_gb, autostop_minutes, allow_world, dry_run
+    )
+    ec2 = ec2 or (not chosen and cli_ec2.is_ec2_profile(name))  # a re-run of an ec2 profile
+    if not ec2 and ec2_options.given():
+        raise McpctlError(f"{', '.join(ec2_options.given())} only apply with --ec2.")
+    if ec2 and dry_run:
+        cli_ec2.print_plan(name, ec2_options, as_json=as_json)
+        return
     columns = _parse_columns(column or [])
     err.print(f"provisioning [bold]{name}[/bold]")
     on_phase = phase_printer()
@@ -352,6 +383,16 @@ def provision(
             lambda: provisioner.provision_sandbox(
                 name, data=data or [], columns=columns, force=force, on_phase=on_phase
             )
+        )
+    elif ec2:
+        result = cli_ec2.run_provision(
+            name,
+            ec2_options,
+            remote_dir=remote_dir,
+            data=data or [],
+            columns=columns,
+            force=force,
+            on_phase=on_phase,
         )
     else:
         result = anyio.run(
@@ -453,3 +494,8 @@ def connect(name: NameArg) -> None:
     from provision.proxy import connect_main
 
     raise typer.Exit(connect_main(name))
+
+
+from provision import cli_ec2  # noqa: E402
+
+cli_ec2.register(app)

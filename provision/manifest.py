@@ -339,9 +339,12 @@ def _ignore_lines(source: SyncSource) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _walk(root: Path, include: tuple[str, ...], ignore: pathspec.GitIgnoreSpec) -> Iterable[tuple[str, Path]]:
-    """Yield (relative POSIX path, local path) of the regular files to send, in no particular order."""
+def _walk(
+    root: Path, include: tuple[str, ...], ignore: pathspec.GitIgnoreSpec
+) -> Iterable[tuple[str, os.DirEntry[str]]]:
+    """Yield (relative POSIX path, directory entry) of the files to send, in no particular order."""
     included = _spec(include)
+    everything = include == ("*",)  # the common case skips a pattern match per file
     todo: list[tuple[Path, str]] = [(root, "")]
     while todo:
         directory, prefix = todo.pop()
@@ -353,8 +356,12 @@ def _walk(root: Path, include: tuple[str, ...], ignore: pathspec.GitIgnoreSpec) 
                     if not ignore.match_file(rel + "/") and _may_contain(include, rel):
                         todo.append((Path(entry.path), rel + "/"))
                 # A symlink to a file sends the file's content.
-                elif entry.is_file() and included.match_file(rel) and not ignore.match_file(rel):
-                    yield rel, Path(entry.path)
+                elif (
+                    entry.is_file()
+                    and (everything or included.match_file(rel))
+                    and not ignore.match_file(rel)
+                ):
+                    yield rel, entry
 
 
 def local_manifest(
@@ -378,8 +385,9 @@ def local_manifest(
     ignore_lines = _ignore_lines(source)
     files: dict[str, FileEntry] = {}
     try:
-        for rel, path in _walk(root, source.include, _spec(ignore_lines)):
-            st = path.stat()
+        for rel, entry in _walk(root, source.include, _spec(ignore_lines)):
+            st = entry.stat()  # follows a symlink to a file; no path parsing
+            path = Path(entry.path)
             sha: str | None
             if hash_files:
                 sha = cache.hash(path, st.st_size, st.st_mtime_ns) if cache else file_sha256(path)

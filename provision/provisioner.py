@@ -108,7 +108,12 @@ async def pin_for_host(
     return key.fingerprint
 
 
-async def _bootstrap_profile(profile: Profile, *, force: bool, on_phase: Phase | None) -> BootstrapReport:
+async def bootstrap_profile(profile: Profile, *, force: bool, on_phase: Phase | None) -> BootstrapReport:
+    """Over one connection to the profile's (pinned) host: probe, sync code and data, environment, check.
+
+    Raises:
+        HostKeyError, ConnectError, ProfileError, RemoteError: See :func:`bootstrap`.
+    """
     from provision.manifest import project_sources
     from provision.remote import connect
     from provision.sync import sync
@@ -131,7 +136,7 @@ async def _bootstrap_profile(profile: Profile, *, force: bool, on_phase: Phase |
         )
 
 
-def _merged(
+def merged_profile(
     existing: Profile | None, fields: Mapping[str, object], columns: Mapping[str, str], data: Sequence[Path]
 ) -> Profile:
     """The profile to save: the existing one updated with what was given on the command line."""
@@ -180,13 +185,13 @@ async def provision_host(
     elif existing.kind != "host":
         fields["kind"] = existing.kind
     fields.update(identity_file=identity_file, remote_dir=remote_dir)
-    profile = _merged(existing, fields, columns or {}, data)
+    profile = merged_profile(existing, fields, columns or {}, data)
     moved = existing is not None and (existing.host, existing.port) != (profile.host, profile.port)
     pinned = await pin_for_host(profile, host_key=host_key, confirm=confirm, refresh=moved)
     if on_phase is not None and pinned:
         on_phase("host key", f"pinned {pinned}")
     save_profile(profile)
-    report = await _bootstrap_profile(profile, force=force, on_phase=on_phase)
+    report = await bootstrap_profile(profile, force=force, on_phase=on_phase)
     return ProvisionResult(profile, pinned, report)
 
 
@@ -225,12 +230,12 @@ async def provision_sandbox(
         "identity_file": info.client_key,
         "remote_dir": existing.remote_dir if existing else str(sandbox.sandbox_dir() / "hosts" / name),
     }
-    profile = _merged(existing, fields, columns or {}, data)
+    profile = merged_profile(existing, fields, columns or {}, data)
     pin_host_key(known_hosts_path(name), info.host, info.port, info.host_key_line)
     if on_phase is not None:
         on_phase("sandbox", f"{info.host}:{info.port}, host key pinned from the sandbox's own files")
     save_profile(profile)
-    report = await _bootstrap_profile(profile, force=force, on_phase=on_phase)
+    report = await bootstrap_profile(profile, force=force, on_phase=on_phase)
     return ProvisionResult(profile, None, report)
 
 

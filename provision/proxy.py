@@ -74,6 +74,9 @@ class ProxySettings:
     """Tunables of the proxy; the defaults suit Claude Desktop (60 s to answer ``initialize``)."""
 
     give_up_after: float = 120.0  # seconds without a working server before giving up
+    # Before the first server ever answered: MCP clients such as Claude Desktop abandon an unanswered
+    # initialize after 60 s, so the proxy gives up sooner and answers it with the reason.
+    startup_give_up_after: float = 50.0
     backoff_initial: float = 0.2  # first reconnect delay; doubles per failed attempt
     backoff_max: float = 5.0
     queue_limit: int = 256  # messages waiting for a server
@@ -412,6 +415,8 @@ class Proxy:
                 break
             for line in splitter.feed(data):
                 await self._from_server(link, line)
+        if self._open is link:
+            self._open = None  # from now on the client's messages wait for the next server
         rest = splitter.rest()
         if rest.strip():
             log.warning("firewall: dropped an unfinished line from the server: %s", _show(rest))
@@ -470,6 +475,7 @@ class Proxy:
         attempt = 0
         failures = 0  # consecutive servers that died at start
         error: McpctlError | None = None
+        served = False  # whether any server has answered yet
         while True:
             try:
                 link = await self._start_link()
@@ -482,16 +488,17 @@ class Proxy:
                 log.warning("cannot start the server of '%s': %s", self.name, exc)
             else:
                 reason = await self._serve(link)
+                served = served or link.healthy
                 failed = await self._link_lost(link, reason)
                 if failed is None:
                     outage, attempt, failures, error = time.monotonic(), 0, 0, None
                 else:
                     error = failed
                     failures += isinstance(failed, RemoteError)
-            if (
-                failures >= self.settings.start_failures
-                or time.monotonic() - outage >= self.settings.give_up_after
-            ):
+            limit = self.settings.give_up_after
+            if not served:
+                limit = min(limit, self.settings.startup_give_up_after)
+            if failures >= self.settings.start_failures or time.monotonic() - outage >= limit:
                 await self._give_up(error or ConnectError(f"no server for '{self.name}'"), outage)
                 return
             delay = self.settings.backoff(attempt)

@@ -9,12 +9,16 @@ What it guarantees:
 - **Keepalives are on** (asyncssh has them off by default): a dead peer is noticed after
   ``keepalive_interval * 3`` seconds instead of never.
 - **At most 8 channels per connection** (stock sshd allows 10 sessions): :meth:`Remote.run`,
-  :meth:`Remote.create_process` and the shared SFTP session each hold one slot while open.
+  :meth:`Remote.create_process` and the shared SFTP session each hold one slot while open. sshd frees
+  a closed session lazily, so an open it refuses right after a close is retried briefly.
 - **Commands are built from quoted parts** (:func:`provision.shell.join`) and run by the remote user's
   login shell (sshd runs ``$SHELL -c LINE``), which must be POSIX-compatible (sh, dash, bash, zsh).
 - **Output is the command's own** with ``clean=True`` (the default): the login shell may print junk
   first (Debian's bash sources ``~/.bashrc`` even for ``ssh host cmd``), so a random marker is printed
   just before the command is ``exec``'d and everything before it is discarded.
+- **Stopped commands really stop**: the marker line also carries the command's pid (sshd makes it a
+  process-group leader), so a ``run`` timeout and :meth:`Remote.kill` kill the whole group with
+  ``kill`` on the host. SSH signal requests alone are not enough: sshd ignores them for root logins.
 - **Errors are ours**: asyncssh and OSError failures become :class:`ConnectError`, :class:`HostKeyError`,
   :class:`RemoteError` or :class:`ProfileError`, each saying what to do next.
 """
@@ -509,8 +513,8 @@ class Remote:
                 process.close()
                 raise _dropped(self.target, exc, f"starting `{shown}`") from exc
             marked = _split_marker(line, marker)
-            if marked is not None and marked[0] is not None:
-                self._pids[process] = marked[0]
+            if marked is not None and marked[0] is not None and not watcher.done():
+                self._pids[process] = marked[0]  # the watcher forgets it when the channel closes
         return process
 
     def remote_pid(self, process: asyncssh.SSHClientProcess[bytes]) -> int | None:
@@ -533,8 +537,11 @@ class Remote:
     async def _kill(self, process: asyncssh.SSHClientProcess[bytes], pid: int | None, signal: str) -> None:
         if pid is not None:
             # sshd makes each session's command a session and process-group leader: -pid is the group.
-            with contextlib.suppress(McpctlError):
-                await self.run(["kill", "-s", signal, "--", f"-{pid}"], check=False, timeout=CLOSE_TIMEOUT)
+            # Bounded by wait_for, not run(timeout=): a kill that times out must not try to kill itself.
+            with contextlib.suppress(McpctlError, asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    self.run(["kill", "-s", signal, "--", f"-{pid}"], check=False), CLOSE_TIMEOUT
+                )
         else:
             with contextlib.suppress(asyncssh.Error, OSError):
                 process.send_signal(signal)
@@ -685,7 +692,7 @@ async def open_remote(target: Target) -> Remote:
 async def connect(target: Target) -> AsyncIterator[Remote]:
     """Open one connection for a whole command and close it at the end of the block.
 
-    asyncssh errors escaping the block (a raw ``conn`` call whose connection dropped) become
+    asyncssh errors escaping the block because the connection dropped (a raw ``conn`` call) become
     ConnectError.
 
     Raises:
@@ -696,6 +703,10 @@ async def connect(target: Target) -> AsyncIterator[Remote]:
         yield remote
     except asyncssh.DisconnectError as exc:
         raise _dropped(target, exc, "working on the host") from exc
+    except asyncssh.ChannelOpenError as exc:
+        if remote.conn.is_closed():
+            raise _dropped(target, exc, "working on the host") from exc
+        raise
     finally:
         await remote.aclose()
 
@@ -751,7 +762,12 @@ def _decode(data: bytes) -> str:
 
 
 async def fetch_host_key(
-    host: str, port: int, *, timeout: float = 10.0, algorithms: Sequence[str] = HOST_KEY_ALGORITHMS
+    host: str,
+    port: int,
+    *,
+    timeout: float = 10.0,
+    algorithms: Sequence[str] = HOST_KEY_ALGORITHMS,
+    name: str | None = None,
 ) -> HostKey:
     """Ask a server for its host key without logging in (to show the fingerprint and pin it).
 
@@ -761,6 +777,7 @@ async def fetch_host_key(
         timeout: Seconds for the whole exchange.
         algorithms: Host key algorithms to offer, most preferred first (the server picks the first
             one it has).
+        name: The profile name, for the advice in error messages.
 
     Raises:
         ConnectError: The host cannot be reached or offers none of ``algorithms``.
@@ -772,13 +789,15 @@ async def fetch_host_key(
             timeout,
         )
     except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
-        raise _unreachable(exc, host, port, timeout, "NAME") from exc
+        raise _unreachable(exc, host, port, timeout, name or "NAME") from exc
     if key is None:
         raise HostKeyError(f"{host}:{port} presented no host key; mcpctl cannot pin it, use another host.")
     return HostKey.from_ssh_key(key)
 
 
-async def verify_host_key(host: str, port: int, expected: HostKeySpec, *, timeout: float = 10.0) -> HostKey:
+async def verify_host_key(
+    host: str, port: int, expected: HostKeySpec, *, timeout: float = 10.0, name: str | None = None
+) -> HostKey:
     """Fetch the server's key of the type the user described and check it is the one described.
 
     For a bare fingerprint the key type is unknown, so each type is asked for in turn.
@@ -791,7 +810,7 @@ async def verify_host_key(host: str, port: int, expected: HostKeySpec, *, timeou
     seen: list[str] = []
     for family in families:
         try:
-            key = await fetch_host_key(host, port, timeout=timeout, algorithms=family)
+            key = await fetch_host_key(host, port, timeout=timeout, algorithms=family, name=name)
         except ConnectError as exc:
             if isinstance(exc.__cause__, asyncssh.KeyExchangeFailed):
                 continue  # the server has no key of this type

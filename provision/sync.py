@@ -686,7 +686,11 @@ async def _settle(
 async def _sftp_put(
     remote: Remote, sftp: asyncssh.SFTPClient, root: str, upload: Upload, tracker: _Tracker, python: str
 ) -> FileEntry:
-    """Upload one file to a temp name with pipelined writes, hashing it on the way, then rename it."""
+    """Upload one file to a temp name with pipelined writes, hashing it on the way, then rename it.
+
+    Reading and hashing run in a worker thread one block ahead, so the event loop (which encrypts
+    everything sent on the connection) does nothing but send.
+    """
     dst = posixpath.join(root, upload.path)
     tmp = posixpath.join(posixpath.dirname(dst), temp_name(posixpath.basename(dst), secrets.token_hex(6)))
     block = max(sftp.limits.max_write_len, SFTP_MIN_BLOCK)
@@ -694,16 +698,25 @@ async def _sftp_put(
         local = upload.local_path.open("rb", buffering=0)
     except OSError as exc:
         raise _local_error(upload, exc) from exc
+    loop = asyncio.get_running_loop()
+    digest = hashlib.sha256()
+
+    def read_block() -> bytes:
+        data = local.read(block)
+        digest.update(data)  # hashlib releases the GIL on large buffers
+        return data
+
     with local:
         st = os.fstat(local.fileno())
-        digest = hashlib.sha256()
         pending: set[asyncio.Future[int]] = set()
+        ahead: asyncio.Future[bytes] | None = None
         offset = acked = 0
         try:
             handle = await sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600), block_size=0)
             try:
-                while data := local.read(block):
-                    digest.update(data)
+                ahead = loop.run_in_executor(None, read_block)
+                while data := await ahead:
+                    ahead = loop.run_in_executor(None, read_block)
                     pending.add(asyncio.ensure_future(handle.write(data, offset)))
                     offset += len(data)
                     while len(pending) >= SFTP_REQUESTS:
@@ -713,16 +726,19 @@ async def _sftp_put(
                     pending, done = await _settle(pending, tracker)
                     acked += done
                 mtime = st.st_mtime_ns // NS
-                await handle.setstat(
-                    asyncssh.SFTPAttrs(permissions=stat.S_IMODE(st.st_mode), atime=mtime, mtime=mtime)
-                )
-            finally:
+                attrs = asyncssh.SFTPAttrs(permissions=stat.S_IMODE(st.st_mode), atime=mtime, mtime=mtime)
+                await handle.setstat(attrs)
+            except BaseException:
                 for task in pending:
                     task.cancel()
                 with contextlib.suppress(asyncssh.Error, OSError, asyncio.TimeoutError):
                     await asyncio.wait_for(handle.close(), CLEANUP_TIMEOUT)
+                raise
+            await handle.close()  # a write error reported only at close must stop the rename
             await sftp.posix_rename(tmp, dst)
         except BaseException as exc:
+            if ahead is not None and not ahead.done():
+                await asyncio.wait([ahead])  # the reader thread must be done before the file closes
             if isinstance(exc, _CONNECTION_LOST):
                 raise _dropped(remote, exc) from exc
             await _discard(sftp, tmp)

@@ -258,14 +258,12 @@ def _read_banner(port: int, timeout: float) -> bytes:
         return data
 
 
-def start_sshd(
-    keys: SshKeys, *, users: dict[str, str], noisy_user: str | None, overrides: dict[str, str]
-) -> SshdServer:
+def start_sshd(keys: SshKeys, *, user: str, noisy_user: str | None, overrides: dict[str, str]) -> SshdServer:
     """Start an sshd in a new directory and wait (bounded) until it answers with an SSH banner.
 
     Args:
-        keys: The session's client key (authorised for every user in ``users``).
-        users: Login users to authorise, name -> ``"main"`` or ``"noisy"`` (informational).
+        keys: The session's client key, authorised for ``user`` and ``noisy_user``.
+        user: The main login user (the current user).
         noisy_user: The noisy account's name, if it exists.
         overrides: sshd_config keywords replacing the defaults.
 
@@ -273,6 +271,16 @@ def start_sshd(
         RuntimeError: If sshd does not come up (its log is in the message).
     """
     workdir = Path(tempfile.mkdtemp(prefix="mcpctl-sshd-"))
+    try:
+        return _start_sshd_in(workdir, keys, user=user, noisy_user=noisy_user, overrides=overrides)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _start_sshd_in(
+    workdir: Path, keys: SshKeys, *, user: str, noisy_user: str | None, overrides: dict[str, str]
+) -> SshdServer:
     # sshd reads AuthorizedKeysFile as the login user, so the noisy user must be able to get there.
     workdir.chmod(0o755)
     host_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -281,17 +289,18 @@ def start_sshd(
     host_line = " ".join(host_key.export_public_key("openssh").decode().split()[:2])  # no comment
     auth_dir = workdir / "authorized_keys"
     auth_dir.mkdir(mode=0o755)
-    for user in users:
-        path = auth_dir / user
+    for login in filter(None, (user, noisy_user)):
+        path = auth_dir / login
         path.write_text(keys.client_public_line + "\n")
         path.chmod(0o644)
     log_path = workdir / "sshd.log"
+    log_path.touch()
 
-    last_error = ""
     for _attempt in range(BIND_ATTEMPTS):
         port = _free_port()
         config = workdir / "sshd_config"
         config.write_text(_sshd_config(workdir, port, overrides))
+        log_start = log_path.stat().st_size
         process = subprocess.Popen(
             [str(SSHD), "-D", "-e", "-f", str(config)],
             stdin=subprocess.DEVNULL,
@@ -300,38 +309,41 @@ def start_sshd(
         )
         tee = _StderrTee(process, log_path)
         tee.start()
-        if not tee.ready.wait(READY_TIMEOUT) or not tee.listening:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.kill()
-                process.wait(timeout=10)
-            tee.join(timeout=10)
-            last_error = log_path.read_text(errors="replace")
-            if "Address already in use" in last_error:
-                continue  # another process took the port between our probe and sshd's bind
+        if tee.ready.wait(READY_TIMEOUT) and tee.listening:
             break
-        banner = _read_banner(port, READY_TIMEOUT)
-        if not banner.startswith(b"SSH-2.0-"):
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.kill()
             process.wait(timeout=10)
-            raise RuntimeError(f"sshd on port {port} answered {banner!r} instead of an SSH banner")
-        known_hosts = workdir / "known_hosts"
-        known_hosts.write_text(f"[{LOOPBACK}]:{port} {host_line}\n")
-        main_user = next(name for name, role in users.items() if role == "main")
-        return SshdServer(
-            host=LOOPBACK,
-            port=port,
-            user=main_user,
-            client_key=keys.client_key,
-            host_key_line=host_line,
-            known_hosts=known_hosts,
-            log_path=log_path,
-            workdir=workdir,
-            process=process,
-            noisy_user=noisy_user,
-            _tee=tee,
-        )
-    shutil.rmtree(workdir, ignore_errors=True)
-    raise RuntimeError(f"sshd did not start; its log:\n{last_error}")
+        tee.join(timeout=10)
+        with log_path.open("rb") as log:
+            log.seek(log_start)
+            attempt_log = log.read().decode(errors="replace")
+        if "Address already in use" not in attempt_log:
+            raise RuntimeError(f"sshd did not start; its log:\n{attempt_log}")
+        # Another process took the port between our probe and sshd's bind: try another one.
+    else:
+        raise RuntimeError(f"sshd found no free port in {BIND_ATTEMPTS} attempts")
+
+    banner = _read_banner(port, READY_TIMEOUT)
+    if not banner.startswith(b"SSH-2.0-"):
+        process.kill()
+        process.wait(timeout=10)
+        raise RuntimeError(f"sshd on port {port} answered {banner!r} instead of an SSH banner")
+    known_hosts = workdir / "known_hosts"
+    known_hosts.write_text(f"[{LOOPBACK}]:{port} {host_line}\n")
+    return SshdServer(
+        host=LOOPBACK,
+        port=port,
+        user=user,
+        client_key=keys.client_key,
+        host_key_line=host_line,
+        known_hosts=known_hosts,
+        log_path=log_path,
+        workdir=workdir,
+        process=process,
+        noisy_user=noisy_user,
+        _tee=tee,
+    )
 
 
 def _ensure_noisy_user() -> str | None:
@@ -394,24 +406,21 @@ def ssh_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshKeys]:
 
 
 @pytest.fixture(scope="session")
-def _login_users() -> tuple[dict[str, str], str | None]:
-    users = {getpass.getuser(): "main"}
+def _login_users() -> tuple[str, str | None]:
+    """The main login user (the current one) and the noisy account (None unless root)."""
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)  # sshd's privilege-separation dir
-    noisy = _ensure_noisy_user()
-    if noisy is not None:
-        users[noisy] = "noisy"
-    return users, noisy
+    return getpass.getuser(), _ensure_noisy_user()
 
 
 _RUNNING: list[SshdServer] = []
 
 
 @pytest.fixture(scope="session")
-def sshd(ssh_keys: SshKeys, _login_users: tuple[dict[str, str], str | None]) -> Iterator[SshdServer]:
+def sshd(ssh_keys: SshKeys, _login_users: tuple[str, str | None]) -> Iterator[SshdServer]:
     """The session-wide real sshd (see the module docstring)."""
-    users, noisy = _login_users
-    server = start_sshd(ssh_keys, users=users, noisy_user=noisy, overrides={})
+    user, noisy = _login_users
+    server = start_sshd(ssh_keys, user=user, noisy_user=noisy, overrides={})
     _RUNNING.append(server)
     try:
         yield server
@@ -423,14 +432,14 @@ def sshd(ssh_keys: SshKeys, _login_users: tuple[dict[str, str], str | None]) -> 
 
 @pytest.fixture
 def sshd_factory(
-    ssh_keys: SshKeys, _login_users: tuple[dict[str, str], str | None]
+    ssh_keys: SshKeys, _login_users: tuple[str, str | None]
 ) -> Iterator[Callable[..., SshdServer]]:
     """Start private sshd servers with sshd_config overrides; all are stopped when the test ends."""
-    users, noisy = _login_users
+    user, noisy = _login_users
     started: list[SshdServer] = []
 
     def start(**overrides: str) -> SshdServer:
-        server = start_sshd(ssh_keys, users=users, noisy_user=noisy, overrides=overrides)
+        server = start_sshd(ssh_keys, user=user, noisy_user=noisy, overrides=overrides)
         started.append(server)
         _RUNNING.append(server)
         return server

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcp_sales import analytics
 from mcp_sales.analytics import (
     MAX_N,
     list_operations,
@@ -136,6 +137,12 @@ def test_top_products_matches_pandas(
             assert product.share == approx(want["share"])
         assert [p.rank for p in result.products] == list(range(1, len(expected) + 1))
         assert result.data_version == data.version
+
+
+def test_large_operations_rank_in_duckdb(sample_data: SalesData, monkeypatch: pytest.MonkeyPatch) -> None:
+    cached = top_products(sample_data, "Austin", 7, "revenue")
+    monkeypatch.setattr(analytics, "RANKED_PRODUCTS_MAX", 0)  # as if Austin sold too many products to keep
+    assert top_products(sample_data, "Austin", 7, "revenue") == cached
 
 
 def test_list_operations_matches_pandas(dataset: tuple[SalesData, pd.DataFrame]) -> None:

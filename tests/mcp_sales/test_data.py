@@ -355,6 +355,27 @@ def test_unreadable_files(tmp_path: Path, name: str, content: bytes, message: st
     assert "\n" not in str(info.value)
 
 
+def test_malformed_csv(tmp_path: Path, sample_csv: Path) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_text(
+        "OPERATION_NAME,PRODUCT_ID,UNITS_SOLD,CALENDAR_YEAR,CALENDAR_MONTH\n"
+        'Dallas,P1,3,2020,1\nDallas,"P2,4,2020,2\nDallas,P3,1,2020,3,9,9\n',
+        "utf-8",
+    )
+    with pytest.raises(DataError) as info:
+        SalesStore(broken).current()
+    assert str(info.value) == (
+        "cannot read broken.csv as CSV: line 3 has an unbalanced quote; fix the file or export it again"
+    )
+    set_field(sample_csv, 20_000, 6, "1.00,extra")  # one line deep in the file has an extra field
+    with pytest.raises(DataError) as info:
+        SalesStore(sample_csv).current()
+    assert str(info.value) == (
+        "cannot read sales.csv as CSV: line 20001 has 8 fields but the header has 7; "
+        "fix the file or export it again"
+    )
+
+
 def test_missing_column_names_it_and_the_fix(awkward_csv: Path) -> None:
     mapping = ColumnMapping(operation="CITY", product_id="PRODUCTCODE", units="QTY", date="ORDERDATE")
     with pytest.raises(DataError) as info:
@@ -581,6 +602,16 @@ def test_cache_falls_back_to_the_user_cache(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     data = SalesStore(small_csv).current()
     assert data.cache_dir.parent == tmp_path / "xdg" / "mcp_sales"
+
+
+@pytest.mark.parametrize("damage", ["meta.json", "agg.parquet"])
+def test_damaged_version_is_rebuilt(small_csv: Path, damage: str) -> None:
+    data = SalesStore(small_csv).current()
+    (data.cache_dir / damage).write_bytes(b"PAR1 not really")
+    again = SalesStore(small_csv)
+    assert again.current().version == data.version
+    assert again.conversions == 1
+    assert SalesStore(small_csv).current().rows == data.rows
 
 
 def test_cache_root_override_and_stale_work_dirs(small_csv: Path, tmp_path: Path) -> None:

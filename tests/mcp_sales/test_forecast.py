@@ -23,7 +23,7 @@ SUBPROCESS_TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
-def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sales_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("forecast-data") / "sales.csv"
     generate_sample(path)
     return path
@@ -35,8 +35,8 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def data(sample_csv: Path, cache_root: Path) -> SalesData:
-    return SalesStore(sample_csv, cache_root=cache_root).current()
+def data(sales_csv: Path, cache_root: Path) -> SalesData:
+    return SalesStore(sales_csv, cache_root=cache_root).current()
 
 
 def months(first: dt.date, count: int, value: float = 10.0) -> list[tuple[dt.date, float]]:
@@ -179,10 +179,10 @@ FORECAST_SCRIPT = textwrap.dedent(
 
 
 def forecast_in_new_process(
-    sample_csv: Path, cache_root: Path, operation: str, horizon: int
+    sales_csv: Path, cache_root: Path, operation: str, horizon: int
 ) -> ForecastResult:
     proc = subprocess.run(
-        [sys.executable, "-c", FORECAST_SCRIPT, str(sample_csv), str(cache_root), operation, str(horizon)],
+        [sys.executable, "-c", FORECAST_SCRIPT, str(sales_csv), str(cache_root), operation, str(horizon)],
         capture_output=True,
         timeout=SUBPROCESS_TIMEOUT,
         check=False,
@@ -193,9 +193,9 @@ def forecast_in_new_process(
 
 
 @pytest.mark.slow
-def test_fit_then_cache_hit_in_a_new_process(sample_csv: Path, tmp_path: Path) -> None:
-    first = forecast_in_new_process(sample_csv, tmp_path, "Houston", 6)
-    second = forecast_in_new_process(sample_csv, tmp_path, "houston", 6)
+def test_fit_then_cache_hit_in_a_new_process(sales_csv: Path, tmp_path: Path) -> None:
+    first = forecast_in_new_process(sales_csv, tmp_path, "Houston", 6)
+    second = forecast_in_new_process(sales_csv, tmp_path, "houston", 6)
 
     assert first.cached is False
     assert second.cached is True

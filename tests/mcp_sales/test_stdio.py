@@ -41,7 +41,7 @@ INITIALIZE = {
 
 
 @pytest.fixture(scope="module")
-def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sales_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("stdio-data") / "sales.csv"
     generate_sample(path)
     return path
@@ -129,9 +129,9 @@ def assert_only_json_rpc(raw: bytes) -> list[dict[str, Any]]:
 
 @pytest.mark.anyio
 @pytest.mark.slow
-async def test_real_session_over_stdio_writes_nothing_but_json_rpc(sample_csv: Path, tmp_path: Path) -> None:
+async def test_real_session_over_stdio_writes_nothing_but_json_rpc(sales_csv: Path, tmp_path: Path) -> None:
     transport = RecordingStdioTransport(
-        server_command(sample_csv, tmp_path / "cache"), cwd=tmp_path, stderr=tmp_path / "stderr.log"
+        server_command(sales_csv, tmp_path / "cache"), cwd=tmp_path, stderr=tmp_path / "stderr.log"
     )
     with anyio.fail_after(WAIT):
         async with Client(transport, mode="legacy") as client:  # the initialize handshake, like Claude
@@ -179,9 +179,9 @@ async def start_and_initialize(command: list[str], cwd: Path) -> tuple[anyio.abc
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("how", ["stdin-eof", "SIGTERM", "SIGHUP"])
-async def test_exits_cleanly(sample_csv: Path, tmp_path: Path, how: str) -> None:
+async def test_exits_cleanly(sales_csv: Path, tmp_path: Path, how: str) -> None:
     with anyio.fail_after(WAIT):
-        process, first = await start_and_initialize(server_command(sample_csv, tmp_path), tmp_path)
+        process, first = await start_and_initialize(server_command(sales_csv, tmp_path), tmp_path)
         try:
             assert json.loads(first)["result"]["serverInfo"]["name"] == "mcp-sales"
             assert process.stdin is not None and process.stderr is not None
@@ -237,19 +237,35 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
 
 
 @pytest.mark.slow
-def test_check_validates_environment_and_data(sample_csv: Path, tmp_path: Path) -> None:
-    ok = run_cli("check", "--data", str(sample_csv), "--cache-dir", str(tmp_path), "--json", cwd=tmp_path)
+def test_check_validates_environment_and_data(sales_csv: Path, tmp_path: Path) -> None:
+    ok = run_cli("check", "--data", str(sales_csv), "--cache-dir", str(tmp_path), "--json", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr.decode()
     report = json.loads(ok.stdout)  # stdout is exactly the JSON report: nothing else leaked there
     assert report["ok"] is True
     assert [c["name"] for c in report["checks"]] == ["python", "imports", "stan", "data", "query"]
     assert all(c["ok"] for c in report["checks"])
 
+
+def test_check_reports_every_failure_and_names_the_first(tmp_path: Path) -> None:
+    from mcp_sales.__main__ import run_checks
+    from mcp_sales.server import ServerConfig
+
     missing = tmp_path / "missing.csv"
-    bad = run_cli("check", "--data", str(missing), "--cache-dir", str(tmp_path), cwd=tmp_path)
+    report = run_checks(ServerConfig(data_path=missing, cache_dir=tmp_path))
+    assert report["ok"] is False
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert by_name["imports"]["ok"] and by_name["stan"]["ok"]  # the environment is checked regardless
+    assert not by_name["data"]["ok"] and str(missing) in by_name["data"]["detail"]
+    assert by_name["query"] == {**by_name["query"], "ok": False, "detail": "skipped: data failed"}
+    assert report["error"].startswith("data: ") and str(missing) in report["error"]
+
+
+def test_check_fails_with_one_line(tmp_path: Path) -> None:
+    bad = run_cli("check", "--column", "units", cwd=tmp_path)
     assert bad.returncode == 1
+    assert bad.stdout == b""
     lines = bad.stderr.decode().strip().splitlines()
-    assert lines[-1].startswith("mcp-sales check failed: data:") and str(missing) in lines[-1]
+    assert len(lines) == 1 and lines[0].startswith("mcp-sales check failed: --column 'units'")
 
 
 def test_sample_writes_the_requested_rows(tmp_path: Path) -> None:
@@ -257,3 +273,20 @@ def test_sample_writes_the_requested_rows(tmp_path: Path) -> None:
     done = run_cli("sample", "--out", str(out), "--rows", "250", cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode()
     assert len(out.read_text().splitlines()) == 251  # header + rows
+
+
+def test_exit_path_terminates_child_processes(tmp_path: Path) -> None:
+    # In a separate interpreter: the helper signals every child of its process, and pytest's own
+    # children (other fixtures' servers) must not be touched.
+    script = (
+        "import subprocess, sys\n"
+        "from mcp_sales.__main__ import _terminate_children\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "_terminate_children()\n"
+        f"print(child.wait(timeout={EXIT_WAIT}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, timeout=WAIT, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert int(done.stdout) == -signal.SIGTERM

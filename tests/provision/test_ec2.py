@@ -21,9 +21,8 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from provision import __version__
+from provision import __version__, ec2_keys
 from provision import ec2 as e
 from provision.cloudinit import USER_DATA_LIMIT
 from provision.errors import CloudError, ConnectError, McpctlError, ProfileError
@@ -66,63 +65,20 @@ _HOOKS: list[tuple[Any, str, Callable[..., Any]]] = []
 
 
 def _hook(client: Any, event: str, handler: Callable[..., Any], *, first: bool = False) -> None:
-    if first:  # injected faults must answer before the published-parameter handler
+    if first:  # injected faults must answer before the conftest's published-parameter handler
         client.meta.events.register_first(event, handler)
     else:
         client.meta.events.register(event, handler)
     _HOOKS.append((client, event, handler))
 
 
-@pytest.fixture(scope="module")
-def _moto() -> Iterator[tuple[Any, e.Ec2Clients]]:
-    """One moto mock and one set of clients per module: building a botocore EC2 client takes ~1 s."""
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            mp.delenv(var, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        # moto's ~1300 built-in images make every reset slow; the fixture registers the two it needs.
-        mp.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-        with mock_aws() as mock:
-            yield mock, e.make_clients(REGION)
-
-
-@pytest.fixture
-def aws(_moto: tuple[Any, e.Ec2Clients]) -> Iterator[e.Ec2Clients]:
-    """A fresh, empty moto account with Canonical's Ubuntu AMI parameters published in us-east-1."""
-    mock, clients = _moto
-    mock.reset()
-    published = {}
-    for arch, moto_arch in (("amd64", "x86_64"), ("arm64", "arm64")):
-        image = clients.ec2.register_image(
-            Name=f"ubuntu-noble-24.04-{arch}",
-            Architecture=moto_arch,  # type: ignore[arg-type]
-            RootDeviceName="/dev/sda1",
-            VirtualizationType="hvm",
-        )
-        published[e.AMI_PARAMETER.format(arch=arch)] = image["ImageId"]
-    publish_parameters(clients.ssm, published)
-    yield clients
+@pytest.fixture(autouse=True)
+def _unhook() -> Iterator[None]:
+    """Remove the event handlers a test registered (the module's clients are shared)."""
+    yield
     while _HOOKS:
         client, event, handler = _HOOKS.pop()
         client.meta.events.unregister(event, handler)
-
-
-def publish_parameters(ssm: Any, values: dict[str, str]) -> None:
-    """Answer GetParameter for AWS-published names on this client; other names fall through to moto.
-
-    moto refuses put_parameter under the reserved /aws/ prefix, as AWS does, so the public
-    parameters Canonical publishes cannot be seeded through the API.
-    """
-
-    def handler(params: dict[str, Any], **_: Any) -> tuple[_Http, dict[str, Any]] | None:
-        name = json.loads(params["body"] or b"{}").get("Name", "")  # SSM speaks JSON: the body is bytes
-        if name not in values:
-            return None
-        return _Http(200), {"Parameter": {"Name": name, "Value": values[name], "Type": "String"}}
-
-    _hook(ssm, "before-call.ssm.GetParameter", handler)
 
 
 def ami_for(clients: e.Ec2Clients, arch: str) -> str:
@@ -813,7 +769,7 @@ def test_wait_ssh_deadline(pacing: e.Pacing) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# the IAM policy in docs/EC2.md lists exactly what ec2.py calls
+# the IAM policy in docs/EC2.md lists exactly what the EC2 modules call
 
 
 def _policy_actions() -> set[str]:
@@ -829,7 +785,13 @@ def _policy_actions() -> set[str]:
 
 
 def _called_actions() -> set[str]:
-    source = (REPO / "provision" / "ec2.py").read_text()
+    # Every module that is handed a boto3 client: the ec2*.py family (not the profile-level layer).
+    source = "\n".join(
+        path.read_text()
+        for path in sorted((REPO / "provision").glob("*.py"))
+        if "EC2Client" in path.read_text()
+    )
+    assert "def launch(" in source and "def run_instance(" in source
     clients = {
         "ec2": boto3.client("ec2", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"),
         "ssm": boto3.client("ssm", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"),
@@ -849,13 +811,13 @@ def _called_actions() -> set[str]:
     return actions
 
 
-def test_iam_policy_lists_every_action_ec2_py_calls() -> None:
+def test_iam_policy_lists_every_action_the_ec2_modules_call() -> None:
     called = _called_actions()
     assert len(called) >= 15 and "ec2:RunInstances" in called and "ssm:GetParameter" in called
     listed = _policy_actions()
     assert called - listed == set(), "add these to the policy in docs/EC2.md"
     # CreateTags is required by TagSpecifications even though it is never called directly.
-    assert listed - called == {"ec2:CreateTags"}, "the policy grants actions ec2.py does not use"
+    assert listed - called == {"ec2:CreateTags"}, "the policy grants actions the EC2 modules do not use"
 
 
 def test_key_match_falls_back_to_the_ec2_fingerprint(tmp_path: Path) -> None:
@@ -864,8 +826,8 @@ def test_key_match_falls_back_to_the_ec2_fingerprint(tmp_path: Path) -> None:
 
     key = e.ensure_client_key(tmp_path, "sales")
     fingerprint = asyncssh.read_private_key(key.path).get_fingerprint("sha256")  # "SHA256:..."
-    assert e._same_key(e._RemoteKey(None, fingerprint, True), key)
-    assert e._same_key(e._RemoteKey(None, fingerprint.removeprefix("SHA256:") + "=", True), key)
+    assert ec2_keys.same_key(ec2_keys.RemoteKey(None, fingerprint, True), key)
+    assert ec2_keys.same_key(ec2_keys.RemoteKey(None, fingerprint.removeprefix("SHA256:") + "=", True), key)
     other = e.ensure_client_key(tmp_path / "other", "sales")
-    assert not e._same_key(e._RemoteKey(None, fingerprint, True), other)
-    assert not e._same_key(e._RemoteKey(other.public_line.split()[1], None, True), key)
+    assert not ec2_keys.same_key(ec2_keys.RemoteKey(None, fingerprint, True), other)
+    assert not ec2_keys.same_key(ec2_keys.RemoteKey(other.public_line.split()[1], None, True), key)

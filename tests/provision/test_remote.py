@@ -153,6 +153,15 @@ async def test_connection_drop_becomes_connect_error(sshd: Any) -> None:
     assert "dropped" in str(info.value)
 
 
+async def test_raw_connection_calls_after_a_drop_become_connect_error(sshd: Any) -> None:
+    with anyio.fail_after(BOUND), pytest.raises(ConnectError, match="dropped"):
+        async with connect(sshd.target()) as remote:
+            await remote.run(["true"])
+            sshd.kill_session_processes()
+            await remote.conn.wait_closed()
+            await remote.conn.create_process("true")  # asyncssh's own ChannelOpenError inside the block
+
+
 # ------------------------------------------------------------------------------------ noisy rc files
 
 
@@ -183,6 +192,19 @@ async def test_clean_process_starts_at_the_commands_first_byte(sshd: Any) -> Non
             process.stdin.write_eof()
             await process.wait()
     assert line == b'{"jsonrpc": "2.0"}\n'
+
+
+async def test_a_login_that_never_runs_the_command_is_reported(sshd_factory: Any) -> None:
+    """sshd's ForceCommand stands in for an rc file that exits: the command never starts."""
+    server = sshd_factory(ForceCommand="echo forced-instead")
+    async with connect(server.target()) as remote:
+        with anyio.fail_after(BOUND):
+            with pytest.raises(RemoteError, match=r"exited .*before running `echo hi`.*forced-instead"):
+                await remote.run(["echo", "hi"])
+            with pytest.raises(RemoteError, match=r"exited before running `cat`.*forced-instead"):
+                await remote.create_process(["cat"])
+            raw = await remote.run(["echo", "hi"], clean=False)
+    assert raw.stdout == "forced-instead\n"
 
 
 async def test_clean_process_refuses_a_stdout_redirect(sshd: Any) -> None:

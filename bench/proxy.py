@@ -1,0 +1,296 @@
+"""Benchmark ``mcpctl connect`` (the stdio proxy) against plain OpenSSH, on a throwaway local sshd.
+
+Measured in one run, each path started as a separate process the way an MCP client starts it:
+
+1. **First ``tools/list``**: from process start to the ``tools/list`` answer (initialize handshake
+   included) through the proxy, through ``ssh -T host exec .../python -m mcp_sales`` (OpenSSH client,
+   absolute path), and through the seed's ``ssh host "cd DIR && source .venv/bin/activate && python
+   -m mcp_sales"``.
+2. **Round trip per message**: many small JSON-RPC messages, one at a time, echoed by ``cat`` on the
+   host, through the proxy vs ``ssh host cat`` (median and p99; goal: proxy <= 1.5x).
+3. **Recovery after a drop**: the SSH session processes are killed under a live session; the time
+   until a tool call succeeds again through the same proxy (goal < 3 s on loopback). Plain ssh has no
+   recovery: its session is simply gone.
+
+``uv run python -m bench proxy [--runs N] [--messages N] [--drops N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench._sshd import LocalSshd, _descendants, running_sshd
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = REPO / ".venv" / "bin" / "python"
+DATA = REPO / "data" / "sample_sales_data.csv"
+PROFILE = "bench"
+TIMEOUT = 120.0  # seconds: an upper bound on any single exchange
+RTT_GOAL = 1.5
+RECOVERY_GOAL = 3.0
+
+
+class _Line:
+    """Blocking newline-delimited JSON-RPC over a child's pipes (the same client for every path)."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._in = self.process.stdin
+        self._out = self.process.stdout
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_raw(json.dumps({"jsonrpc": "2.0", **message}).encode() + b"\n")
+
+    def send_raw(self, data: bytes) -> None:
+        self._in.write(data)
+        self._in.flush()
+
+    def recv_raw(self) -> bytes:
+        line = self._out.readline()
+        if not line:
+            raise RuntimeError(f"{self.process.args!r} closed its stdout (exit {self.process.poll()})")
+        return line
+
+    def response(self, request_id: Any) -> dict[str, Any]:
+        while True:
+            message = json.loads(self.recv_raw())
+            if "method" not in message and message.get("id") == request_id:
+                return dict(message)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._in.close()
+        try:
+            self.process.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The command lines of every path, for one sshd and one MCPCTL_HOME."""
+
+    sshd: LocalSshd
+    env: dict[str, str]
+
+    def ssh(self, *command: str) -> list[str]:
+        return [*self.sshd.ssh_command(), "-T", f"{self.sshd.user}@{self.sshd.host}", *command]
+
+    def proxy(self, command: Sequence[str] | None = None) -> list[str]:
+        if command is not None:
+            code = "import sys, provision.proxy as p; sys.exit(p.connect_main(sys.argv[1], command=sys.argv[2:]))"
+            return [sys.executable, "-c", code, PROFILE, *command]
+        script = Path(sys.executable).parent / "mcpctl"  # what the client config runs
+        if script.exists():
+            return [str(script), "connect", PROFILE]
+        return [sys.executable, "-m", "provision.proxy", PROFILE]
+
+
+def _initialize(line: _Line) -> None:
+    params = {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "bench", "version": "0"},
+    }
+    line.send({"id": 0, "method": "initialize", "params": params})
+    if "result" not in line.response(0):
+        raise RuntimeError("initialize failed")
+    line.send({"method": "notifications/initialized"})
+
+
+def time_to_tools_list(argv: Sequence[str], env: dict[str, str]) -> float:
+    """Seconds from process start to the tools/list answer (handshake included)."""
+    started = time.perf_counter()
+    line = _Line(argv, env)
+    try:
+        _initialize(line)
+        line.send({"id": 1, "method": "tools/list"})
+        if "result" not in line.response(1):
+            raise RuntimeError(f"tools/list failed through {argv[0]}")
+        return time.perf_counter() - started
+    finally:
+        line.close()
+
+
+def round_trips(argv: Sequence[str], env: dict[str, str], messages: int) -> list[float]:
+    """Seconds per echoed message, one at a time (after a warm-up)."""
+    line = _Line(argv, env)
+    try:
+        samples = []
+        for index in range(messages + 100):
+            data = json.dumps(
+                {"jsonrpc": "2.0", "id": index, "method": "ping", "params": {"n": index}}
+            ).encode()
+            started = time.perf_counter()
+            line.send_raw(data + b"\n")
+            echoed = line.recv_raw()
+            elapsed = time.perf_counter() - started
+            if echoed.rstrip(b"\r\n") != data:
+                raise RuntimeError(f"unexpected echo {echoed[:80]!r}")
+            if index >= 100:
+                samples.append(elapsed)
+        return samples
+    finally:
+        line.close()
+
+
+def _session_processes(sshd_pid: int) -> list[int]:
+    return _descendants(sshd_pid)
+
+
+def recovery_times(paths: Paths, sshd_pid: int, drops: int) -> list[float]:
+    """Seconds from killing every SSH session process to the next successful tool call."""
+    line = _Line(paths.proxy(), paths.env)
+    times = []
+    try:
+        _initialize(line)
+        call = {"name": "list_operations", "arguments": {}}
+        line.send({"id": 1, "method": "tools/call", "params": call})
+        if "result" not in line.response(1):
+            raise RuntimeError("the first tool call failed")
+        request_id = 1
+        for _ in range(drops):
+            victims = _session_processes(sshd_pid)
+            started = time.perf_counter()
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            while True:  # a call written into the dying link is answered with an error: send it again
+                request_id += 1
+                line.send({"id": request_id, "method": "tools/call", "params": call})
+                answer = line.response(request_id)
+                if "result" in answer:
+                    break
+                if time.perf_counter() - started > TIMEOUT:
+                    raise RuntimeError(f"no recovery within {TIMEOUT:g} s: {answer}")
+            times.append(time.perf_counter() - started)
+    finally:
+        line.close()
+    return times
+
+
+@contextlib.contextmanager
+def _setup(workdir: Path) -> Iterator[tuple[Paths, int]]:
+    """A local sshd and an MCPCTL_HOME with profile 'bench' whose remote_dir is this checkout."""
+    home = workdir / "home"
+    os.environ["MCPCTL_HOME"] = str(home)  # the profile functions below read it too
+    from provision.profiles import Profile, known_hosts_path, save_profile
+    from provision.remote import pin_host_key
+
+    with running_sshd(workdir / "sshd") as sshd:
+        save_profile(
+            Profile(
+                name=PROFILE,
+                host=sshd.host,
+                port=sshd.port,
+                user=sshd.user,
+                identity_file=sshd.client_key,
+                remote_dir=str(REPO),
+                data=[DATA],
+                server_args=["--cache-dir", str(workdir / "cache")],  # prepared data survives restarts
+            )
+        )
+        key_line = sshd.known_hosts.read_text().split(None, 1)[1].strip()
+        pin_host_key(known_hosts_path(PROFILE), sshd.host, sshd.port, key_line)
+        sshd_pid = int((workdir / "sshd" / "sshd.pid").read_text().split()[0])
+        yield Paths(sshd, {**os.environ, "MCPCTL_HOME": str(home)}), sshd_pid
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f} ms"
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f} µs"
+
+
+def _p99(samples: list[float]) -> float:
+    return sorted(samples)[max(0, int(len(samples) * 0.99) - 1)]
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench proxy", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="cold starts per path (default 3)")
+    parser.add_argument("--messages", type=int, default=2000, help="echoed messages per path (default 2000)")
+    parser.add_argument("--drops", type=int, default=3, help="dropped links to recover from (default 3)")
+    args = parser.parse_args(argv)
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="mcpctl-bench-proxy-") as tmp, _setup(Path(tmp)) as (paths, pid):
+        server = [str(PYTHON), "-m", "mcp_sales", "--data", str(DATA)]
+        seed = f"cd {REPO} && source .venv/bin/activate && python -m mcp_sales"
+        starts = {
+            "proxy": paths.proxy(),
+            "ssh exec": paths.ssh("exec", *server),
+            "seed style": paths.ssh(seed),
+        }
+        cold: dict[str, float] = {}
+        for name, command in starts.items():
+            with console.status(f"first tools/list through {name}"):
+                cold[name] = statistics.median(
+                    time_to_tools_list(command, paths.env) for _ in range(args.runs)
+                )
+        with console.status("round trips"):
+            through_proxy = round_trips(paths.proxy(["cat"]), paths.env, args.messages)
+            through_ssh = round_trips(paths.ssh("cat"), paths.env, args.messages)
+        with console.status("recovery after dropped links"):
+            recovery = recovery_times(paths, pid, args.drops)
+
+    table = Table(title=f"mcpctl connect vs OpenSSH on loopback ({os.cpu_count()} cores)")
+    for column in ("measurement", "proxy", "baseline", "proxy / baseline", "goal"):
+        table.add_column(column, justify="left" if column in ("measurement", "goal") else "right")
+    for name in ("ssh exec", "seed style"):
+        table.add_row(
+            f"first tools/list, median of {args.runs} (vs {name})",
+            _ms(cold["proxy"]),
+            _ms(cold[name]),
+            f"{cold['proxy'] / cold[name]:.2f}x",
+            "",
+        )
+    for label, pick in (("median", statistics.median), ("p99", _p99)):
+        ours, theirs = pick(through_proxy), pick(through_ssh)
+        table.add_row(
+            f"round trip {label}, {args.messages} msgs (vs ssh cat)",
+            _us(ours),
+            _us(theirs),
+            f"{ours / theirs:.2f}x",
+            f"<= {RTT_GOAL}x" if label == "median" else "",
+        )
+    worst = max(recovery)
+    table.add_row(
+        f"recovery after a drop, worst of {args.drops}",
+        f"{worst:.2f} s",
+        "session lost",
+        "",
+        f"< {RECOVERY_GOAL:g} s",
+    )
+    console.print(table)
+    ratio = statistics.median(through_proxy) / statistics.median(through_ssh)
+    verdicts = [
+        f"round trip {'meets' if ratio <= RTT_GOAL else 'misses'} its goal ({ratio:.2f}x)",
+        f"recovery {'meets' if worst < RECOVERY_GOAL else 'misses'} its goal ({worst:.2f} s)",
+    ]
+    console.print("; ".join(verdicts))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
