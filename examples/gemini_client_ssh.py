@@ -492,7 +492,7 @@ class GeminiChat:
 
         Raises:
             ChatError: The model stopped without an answer, or asked for tools ``max_rounds`` times.
-            MCPError: The server connection failed mid-call (the session is over).
+            MCPError: The server connection failed mid-call (it cannot be used any more).
             google.genai.errors.APIError: The Gemini API refused the request.
         """
         mark = len(self.history)
@@ -627,7 +627,7 @@ async def chat(launch: ServerLaunch, args: argparse.Namespace, key: str, out: Co
         where, model = escape(launch.describe()), escape(args.model)
         err.print(f"[green]connected[/] to {where}: {len(tools)} tools; model {model}")
         async with genai.Client(api_key=key).aio as gemini:
-            session = GeminiChat(
+            conversation = GeminiChat(
                 gemini.models,
                 client,
                 tools,
@@ -639,12 +639,12 @@ async def chat(launch: ServerLaunch, args: argparse.Namespace, key: str, out: Co
                 on_result=_show_result(err),
             )
             if args.question:
-                _print_answer(out, await session.ask(" ".join(args.question)))
+                _print_answer(out, await conversation.ask(" ".join(args.question)))
                 return
             err.print("Ask about your sales; an empty line or Ctrl-D ends the chat.")
             while question := (await anyio.to_thread.run_sync(_read_line)).strip():
                 try:
-                    _print_answer(out, await session.ask(question))
+                    _print_answer(out, await conversation.ask(question))
                 except ChatError as exc:
                     print_error(err, str(exc))
 

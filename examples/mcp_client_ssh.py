@@ -170,7 +170,7 @@ def forecast_view(result: dict[str, Any]) -> Group:
     return Group(heading, spark, table)
 
 
-# --- the session ----------------------------------------------------------------------------------
+# --- talking to the server ------------------------------------------------------------------------
 
 
 async def call(

@@ -8,12 +8,24 @@ code 0 on stdin EOF, SIGTERM, SIGHUP and SIGINT, taking any Stan child process w
 
 from __future__ import annotations
 
+import os
+import sys
+
+# `python -m` puts the working directory first on sys.path, so a stray timeit.py or json.py there
+# would shadow the standard library (and crash a fit deep inside matplotlib). Our package is already
+# imported and our dependencies live in site-packages: drop that entry before importing anything else.
+if (
+    __name__ == "__main__"
+    and not getattr(sys.flags, "safe_path", False)
+    and sys.path
+    and os.path.abspath(sys.path[0] or os.curdir) == os.getcwd()
+):
+    del sys.path[0]
+
 import argparse
 import contextlib
 import logging
-import os
 import signal
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType

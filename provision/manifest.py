@@ -72,6 +72,10 @@ class FileEntry:
     sha256: str | None = None
     mode: int = 0o644  # permission bits only
     local_path: Path | None = None  # where the content comes from (local manifests only)
+    # Remote entries: the exact local mtime of the file this content was sent from (recorded in the
+    # manifest file). A local file still at that mtime needs no hashing; one at another mtime, even
+    # within the same second, is hashed and compared.
+    origin_mtime_ns: int | None = None
 
     @property
     def mtime_s(self) -> int:
@@ -458,10 +462,12 @@ def _parse_recorded(text: str) -> dict[str, FileEntry]:
         if raw.get("version") != MANIFEST_VERSION:
             return {}
         return {
-            str(path): FileEntry(int(size), int(mtime_s) * NS, str(sha) if sha else None, int(mode))
-            for path, (size, mtime_s, sha, mode) in raw["files"].items()
+            str(path): FileEntry(
+                int(row[0]), int(row[1]) * NS, str(row[2]) if row[2] else None, int(row[3]), None, int(row[4])
+            )
+            for path, row in raw["files"].items()
         }
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
         return {}  # unreadable: rewritten by the next sync that changes anything
 
 
@@ -469,7 +475,8 @@ def manifest_from_listing(root: str, listing: Mapping[str, Any]) -> Manifest:
     """Build the remote manifest from the host's listing (files, stale temp files, manifest file text).
 
     ``listing["files"]`` holds ``[path, size, mtime_ns, mode]`` rows; ``listing["manifest"]`` the text of
-    the manifest file sync keeps on the host, or None.
+    the manifest file sync keeps on the host, or None. That file maps each path to
+    ``[size, mtime_s, sha256, mode, origin_mtime_ns]`` as last written.
 
     Raises:
         ValueError: A row is malformed.
@@ -481,7 +488,7 @@ def manifest_from_listing(root: str, listing: Mapping[str, Any]) -> Manifest:
         known = recorded.get(path)
         # The recorded hash describes the live file only while size and mtime are what we wrote.
         if known is not None and (known.size, known.mtime_s) == (live.size, live.mtime_s):
-            live = FileEntry(live.size, live.mtime_ns, known.sha256, live.mode)
+            live = FileEntry(live.size, live.mtime_ns, known.sha256, live.mode, None, known.origin_mtime_ns)
         files[str(path)] = live
     temps = tuple(sorted(str(p) for p in listing.get("temps", [])))
     return Manifest(root, dict(sorted(files.items())), temps=temps, recorded=recorded)

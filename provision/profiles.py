@@ -201,21 +201,21 @@ class Profile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    name: str
+    name: str  # also the file name and the known_hosts file name
     kind: Literal["host", "sandbox", "ec2"] = "host"
-    host: str | None = None
+    host: str | None = None  # None only for an ec2 profile whose instance has no address yet
     port: int = Field(default=22, strict=True)
     user: str
-    identity_file: Path | None = None
-    host_key_alias: str | None = None
-    remote_dir: str = ""  # never stays empty: _default_remote_dir derives it from user and name
-    use_agent: bool = False
-    use_ssh_config: bool = False
-    connect_timeout: float = 10.0
-    keepalive_interval: float = 15.0
-    data: list[Path] = Field(default_factory=list)
-    server_args: list[str] = Field(default_factory=list)
-    columns: dict[str, str] = Field(default_factory=dict)
+    identity_file: Path | None = None  # None: the default keys in ~/.ssh
+    host_key_alias: str | None = None  # pin/look up the host key under this name (EC2: IPs change)
+    remote_dir: str = ""  # absolute; never stays empty: _default_remote_dir derives it
+    use_agent: bool = False  # let the ssh-agent sign (needed for passphrase-protected keys)
+    use_ssh_config: bool = False  # read ~/.ssh/config (ProxyJump, Host aliases)
+    connect_timeout: float = 10.0  # seconds for TCP + SSH handshake + login
+    keepalive_interval: float = 15.0  # seconds; a dead link is noticed after 3 missed keepalives
+    data: list[Path] = Field(default_factory=list)  # local data files synced to the host
+    server_args: list[str] = Field(default_factory=list)  # extra arguments for the server
+    columns: dict[str, str] = Field(default_factory=dict)  # field -> source column (--column f=SOURCE)
     ec2: Ec2Settings | None = None
 
     @model_validator(mode="before")

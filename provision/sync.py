@@ -353,7 +353,11 @@ def plan(local: Manifest, remote: Manifest, *, delete: bool) -> SyncPlan:
             continue
         assert have is not None
         unchanged.append(path)
-        record[path] = FileEntry(have.size, have.mtime_s * NS, want.sha256 or have.sha256, have.mode)
+        # Recorded as it is on the host; a known local hash also records the local mtime it belongs to.
+        origin = want.mtime_ns if want.sha256 is not None else have.origin_mtime_ns
+        record[path] = FileEntry(
+            have.size, have.mtime_s * NS, want.sha256 or have.sha256, have.mode, None, origin or want.mtime_ns
+        )
     deletes: tuple[str, ...] = ()
     if delete:
         deletes = tuple(
@@ -605,7 +609,8 @@ def _local_error(upload: Upload, exc: OSError) -> McpctlError:
 
 
 def _sent(upload: Upload, st: os.stat_result, size: int, sha: str) -> FileEntry:
-    return FileEntry(size, st.st_mtime_ns, sha, stat.S_IMODE(st.st_mode), upload.local_path)
+    mode = stat.S_IMODE(st.st_mode)
+    return FileEntry(size, st.st_mtime_ns, sha, mode, upload.local_path, st.st_mtime_ns)
 
 
 async def _stream(
@@ -835,7 +840,8 @@ async def _apply(
         jobs.append(_stream(agent, root, small, tracker))
     written = await _all(jobs)
     manifest = {
-        p: [e.size, e.mtime_s, e.sha256, e.mode] for p, e in sorted({**plan.record, **written}.items())
+        p: [e.size, e.mtime_s, e.sha256, e.mode, e.origin_mtime_ns]
+        for p, e in sorted({**plan.record, **written}.items())
     }
     request = {
         "op": "finalize",
@@ -948,7 +954,8 @@ def _groups(sources: Sequence[SyncSource]) -> list[list[SyncSource]]:
 
 
 def _fill_hashes(local: Manifest, remote: Manifest, cache: HashCache) -> Manifest:
-    """Hash the local files whose comparison needs it: same size, other mtime, remote hash known.
+    """Hash the local files whose comparison needs it: remote hash known, same size, and a local mtime
+    other than the one the remote content was sent from (even within the same second).
 
     Raises:
         McpctlError: A local file cannot be read.
@@ -958,7 +965,7 @@ def _fill_hashes(local: Manifest, remote: Manifest, cache: HashCache) -> Manifes
         have = remote.files.get(path)
         if have is None or want.sha256 is not None or have.sha256 is None or want.local_path is None:
             continue
-        if want.size == have.size and want.mtime_s != have.mtime_s:
+        if want.size == have.size and want.mtime_ns != have.origin_mtime_ns:
             try:
                 sha = cache.hash(want.local_path, want.size, want.mtime_ns)
             except OSError as exc:

@@ -10,23 +10,30 @@ Fixtures
       authorised for every login user), ``host_key_line`` (``ssh-ed25519 AAAA...``), ``known_hosts``
       (a file pinning ``[127.0.0.1]:PORT``; treat it as read-only, copy it to change it), ``log_path``
       (sshd's own log, LogLevel VERBOSE);
-    - ``target(**overrides)`` -> a :class:`provision.remote.Target` that logs in as ``user``;
-    - ``noisy_target(**overrides)`` -> a Target for ``mcpctl-noisy``, an account whose ``~/.bashrc`` and
-      ``~/.profile`` print junk to stdout and stderr, as some real hosts do (skips the test when not
-      root: only a root sshd can log in as another user);
+    - ``target(**overrides)`` -> a :class:`provision.remote.Target` that logs in as ``user`` with
+      ``client_key`` and the pinned ``known_hosts`` (``name="test"``, so advice in error messages reads
+      ``mcpctl ... test``); any Target field can be overridden;
+    - ``noisy_target(**overrides)`` -> a Target for ``noisy_user`` (``mcpctl-noisy``), an account whose
+      ``~/.bashrc`` and ``~/.profile`` print junk to stdout and stderr, as some real hosts do; every
+      junk line contains ``noise``. It skips the test when not root (only a root sshd can log in as
+      another user, and creating the account needs root);
     - ``session_processes()`` -> ``[(pid, command line)]`` of what the live sessions run right now;
     - ``kill_session_processes()`` kills every per-connection sshd process and their descendants while
       the listener keeps running, i.e. drops every live SSH session the way a network drop or a
       server-side kill does (killing the listener alone ends no session). It affects all sessions on
       this server, so call it only from tests that own every connection open at that moment;
-    - ``log_tail(lines)`` -> the end of the sshd log (also attached to the report of a failed test).
+    - ``log_tail(lines)`` -> the end of the sshd log (also attached to the report of a failed test);
+    - ``process`` (the listener's Popen) and ``stop()``.
 
-    The whole module skips (with the reason) when ``/usr/sbin/sshd`` is missing.
+    Tests using it skip (with the reason) when ``/usr/sbin/sshd`` is missing. As root the fixture
+    creates ``/run/sshd`` (sshd's privilege-separation directory) and the ``mcpctl-noisy`` account
+    (idempotently; it stays on the machine).
 
 ``sshd_factory`` (function scope)
     ``sshd_factory(**config)`` starts a private sshd like the session one, with sshd_config keywords
-    overridden (``sshd_factory(MaxSessions="10")``), stopped when the test ends. Use it to change the
-    server's settings, restart it, or kill its listener without disturbing other tests.
+    overridden (``sshd_factory(MaxSessions="10")``, ``sshd_factory(ForceCommand="...")``), stopped
+    when the test ends. Use it to change the server's settings, kill its sessions or its listener
+    (``server.process``) without disturbing other tests.
 
 ``mcpctl_home`` (function scope)
     Points ``MCPCTL_HOME`` at a fresh temporary directory and returns it, so nothing touches the real

@@ -47,6 +47,19 @@ def sales_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def cwd(tmp_path: Path) -> Path:
+    """A working directory holding stray modules named like the standard library's, as a user's
+    home directory might. ``python -m`` would import them first; each one shouts and fails."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    for name in ("argparse", "json", "timeit"):
+        (work / f"{name}.py").write_text(
+            f"import os\nos.write(1, b'shadowed {name} imported')\nraise ImportError('shadowed {name}')\n"
+        )
+    return work
+
+
 def server_command(data: Path, cache: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "mcp_sales", "--data", str(data), "--cache-dir", str(cache), *extra]
 
@@ -129,9 +142,11 @@ def assert_only_json_rpc(raw: bytes) -> list[dict[str, Any]]:
 
 @pytest.mark.anyio
 @pytest.mark.slow
-async def test_real_session_over_stdio_writes_nothing_but_json_rpc(sales_csv: Path, tmp_path: Path) -> None:
+async def test_real_session_over_stdio_writes_nothing_but_json_rpc(
+    sales_csv: Path, tmp_path: Path, cwd: Path
+) -> None:
     transport = RecordingStdioTransport(
-        server_command(sales_csv, tmp_path / "cache"), cwd=tmp_path, stderr=tmp_path / "stderr.log"
+        server_command(sales_csv, tmp_path / "cache"), cwd=cwd, stderr=tmp_path / "stderr.log"
     )
     with anyio.fail_after(WAIT):
         async with Client(transport, mode="legacy") as client:  # the initialize handshake, like Claude
@@ -179,9 +194,9 @@ async def start_and_initialize(command: list[str], cwd: Path) -> tuple[anyio.abc
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("how", ["stdin-eof", "SIGTERM", "SIGHUP"])
-async def test_exits_cleanly(sales_csv: Path, tmp_path: Path, how: str) -> None:
+async def test_exits_cleanly(sales_csv: Path, tmp_path: Path, cwd: Path, how: str) -> None:
     with anyio.fail_after(WAIT):
-        process, first = await start_and_initialize(server_command(sales_csv, tmp_path), tmp_path)
+        process, first = await start_and_initialize(server_command(sales_csv, tmp_path), cwd)
         try:
             assert json.loads(first)["result"]["serverInfo"]["name"] == "mcp-sales"
             assert process.stdin is not None and process.stderr is not None
@@ -200,10 +215,10 @@ async def test_exits_cleanly(sales_csv: Path, tmp_path: Path, how: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_missing_data_still_starts_and_answers_with_the_fix(tmp_path: Path) -> None:
+async def test_missing_data_still_starts_and_answers_with_the_fix(tmp_path: Path, cwd: Path) -> None:
     missing = tmp_path / "nowhere.csv"
     with anyio.fail_after(WAIT):
-        process, first = await start_and_initialize(server_command(missing, tmp_path), tmp_path)
+        process, first = await start_and_initialize(server_command(missing, tmp_path), cwd)
         try:
             assert "result" in json.loads(first)
             assert process.stdin is not None and process.stdout is not None
@@ -237,8 +252,8 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
 
 
 @pytest.mark.slow
-def test_check_validates_environment_and_data(sales_csv: Path, tmp_path: Path) -> None:
-    ok = run_cli("check", "--data", str(sales_csv), "--cache-dir", str(tmp_path), "--json", cwd=tmp_path)
+def test_check_validates_environment_and_data(sales_csv: Path, tmp_path: Path, cwd: Path) -> None:
+    ok = run_cli("check", "--data", str(sales_csv), "--cache-dir", str(tmp_path), "--json", cwd=cwd)
     assert ok.returncode == 0, ok.stderr.decode()
     report = json.loads(ok.stdout)  # stdout is exactly the JSON report: nothing else leaked there
     assert report["ok"] is True
@@ -260,17 +275,17 @@ def test_check_reports_every_failure_and_names_the_first(tmp_path: Path) -> None
     assert report["error"].startswith("data: ") and str(missing) in report["error"]
 
 
-def test_check_fails_with_one_line(tmp_path: Path) -> None:
-    bad = run_cli("check", "--column", "units", cwd=tmp_path)
+def test_check_fails_with_one_line(cwd: Path) -> None:
+    bad = run_cli("check", "--column", "units", cwd=cwd)
     assert bad.returncode == 1
     assert bad.stdout == b""
     lines = bad.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mcp-sales check failed: --column 'units'")
 
 
-def test_sample_writes_the_requested_rows(tmp_path: Path) -> None:
+def test_sample_writes_the_requested_rows(tmp_path: Path, cwd: Path) -> None:
     out = tmp_path / "s.csv"
-    done = run_cli("sample", "--out", str(out), "--rows", "250", cwd=tmp_path)
+    done = run_cli("sample", "--out", str(out), "--rows", "250", cwd=cwd)
     assert done.returncode == 0, done.stderr.decode()
     assert len(out.read_text().splitlines()) == 251  # header + rows
 

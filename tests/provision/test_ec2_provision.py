@@ -12,6 +12,7 @@ the local uv cache); later provisions reuse that remote directory and find it up
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import shutil
@@ -155,13 +156,20 @@ def provisioned(
 # provision end to end
 
 
-def test_provision_saves_the_profile_pins_our_key_and_bootstraps(provisioned: Provisioned, sshd: SshdServer) -> None:
+def test_provision_saves_the_profile_pins_our_key_and_bootstraps(
+    provisioned: Provisioned, sshd: SshdServer
+) -> None:
     result, clients = provisioned.result, provisioned.clients
     (inst,) = live(clients, "shop")
     iid = inst["InstanceId"]
     profile = load_profile("shop")
     assert profile == result.profile
-    assert (profile.kind, profile.host, profile.port, profile.user) == ("ec2", "127.0.0.1", sshd.port, sshd.user)
+    assert (profile.kind, profile.host, profile.port, profile.user) == (
+        "ec2",
+        "127.0.0.1",
+        sshd.port,
+        sshd.user,
+    )
     assert profile.identity_file == keys_dir() / "mcpctl-shop"
     assert profile.host_key_alias == f"mcpctl-shop-{iid}"
     assert profile.remote_dir == str(provisioned.remote_dir)
@@ -178,13 +186,13 @@ def test_provision_saves_the_profile_pins_our_key_and_bootstraps(provisioned: Pr
     )
 
     # pinned before the first connection: exactly our key, under the alias, nothing under the address
-    assert known_hosts_path("shop").read_text().splitlines() == [f"{profile.host_key_alias} {sshd.host_key_line}"]
+    assert known_hosts_path("shop").read_text().splitlines() == [
+        f"{profile.host_key_alias} {sshd.host_key_line}"
+    ]
     assert result.pinned == parse_host_key(sshd.host_key_line).fingerprint
 
     # the profile's autostop setting is what the instance's user-data renders
     raw = clients.ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]["Value"]
-    import base64
-
     user_data = base64.b64decode(raw).decode()
     assert "power off after 45 min" in user_data and sshd.host_key_line in user_data
 
@@ -202,7 +210,7 @@ def test_rerun_is_idempotent(provisioned: Provisioned) -> None:
     again = asyncio.run(provision_ec2("shop", ssh_cidr=MY_CIDR, runtime=provisioned.runtime))
     assert [i["InstanceId"] for i in live(provisioned.clients, "shop")] == [inst["InstanceId"]]
     assert again.pinned is None  # the pin was already right
-    assert again.report.up_to_date
+    assert again.report.up_to_date, again.report.phases
     assert load_profile("shop") == again.profile == before
 
 
@@ -238,7 +246,7 @@ def test_stop_then_start_moves_the_host_and_the_pin_still_holds(
     # `mcpctl start` after another stop: the address moves again
     assert stop_profile("shop", runtime=rt).state == "stopped"
     started = start_profile("shop", runtime=rt)
-    assert started.state == "running" and started.host != after.host == after.host
+    assert started.state == "running" and started.host != after.host
     assert load_profile("shop").host == started.host
     # running at the recorded address: nothing to do, nothing saved
     current = load_profile("shop")
@@ -305,7 +313,12 @@ def test_resolve_spec_options_then_profile_then_defaults(monkeypatch: pytest.Mon
         name="web",
         kind="ec2",
         user="ubuntu",
-        ec2={"region": "us-east-2", "instance_type": "t4g.small", "instance_id": "i-1", "autostop_minutes": 0},
+        ec2={
+            "region": "us-east-2",
+            "instance_type": "t4g.small",
+            "instance_id": "i-1",
+            "autostop_minutes": 0,
+        },
     )
     kept = resolve_spec("web", saved, volume_gb=30, ssh_cidr="198.51.100.4")
     assert (kept.region, kept.instance_type, kept.volume_gb, kept.autostop_minutes) == (
@@ -348,8 +361,15 @@ def test_cloud_init_failure_is_a_remote_error() -> None:
 async def test_wait_cloud_init_reports_a_failed_first_boot(
     sshd: SshdServer, mcpctl_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    profile = new_profile(name="boot", kind="ec2", host=sshd.host, port=sshd.port, user=sshd.user,
-                          identity_file=sshd.client_key, host_key_alias="mcpctl-boot-i-1")  # fmt: skip
+    profile = new_profile(
+        name="boot",
+        kind="ec2",
+        host=sshd.host,
+        port=sshd.port,
+        user=sshd.user,
+        identity_file=sshd.client_key,
+        host_key_alias="mcpctl-boot-i-1",
+    )
     pin_host_key(known_hosts_path("boot"), sshd.host, sshd.port, sshd.host_key_line, alias="mcpctl-boot-i-1")
     monkeypatch.setattr(ec2_provision, "CLOUD_INIT_WAIT", ("/bin/sh", "-c", "echo 'status: error'; exit 1"))
     with pytest.raises(RemoteError, match="cloud-init failed on the host"):
@@ -359,12 +379,22 @@ async def test_wait_cloud_init_reports_a_failed_first_boot(
 
 
 def test_unrecoverable_host_key_without_a_pin_is_refused(mcpctl_home: Path) -> None:
-    inst = Ec2Instance("i-9", "running", "t3.small", "amd64", "198.51.100.9", None, None, None, None, None, (), None)
+    inst = Ec2Instance(
+        "i-9", "running", "t3.small", "amd64", "198.51.100.9", None, None, None, None, None, (), None
+    )
     launched = Ec2Launch(
-        inst, (), ec2.ClientKey("mcpctl-k", Path("/nonexistent"), "ssh-ed25519 AAAA"), "sg-1", MY_CIDR,
-        None, "mcpctl-k-i-9", SshEndpoint("198.51.100.9"),
-    )  # fmt: skip
-    profile = new_profile(name="k", kind="ec2", host="198.51.100.9", user="ubuntu", host_key_alias="mcpctl-k-i-9")
+        inst,
+        (),
+        ec2.ClientKey("mcpctl-k", Path("/nonexistent"), "ssh-ed25519 AAAA"),
+        "sg-1",
+        MY_CIDR,
+        None,
+        "mcpctl-k-i-9",
+        SshEndpoint("198.51.100.9"),
+    )
+    profile = new_profile(
+        name="k", kind="ec2", host="198.51.100.9", user="ubuntu", host_key_alias="mcpctl-k-i-9"
+    )
     with pytest.raises(HostKeyError, match="neither in its user-data nor pinned"):
         ec2_provision.pin_launch_key(profile, launched)
     assert not known_hosts_path("k").exists()
@@ -390,7 +420,9 @@ def test_cli_dry_run_prints_the_plan_and_creates_nothing(
     shown = CliRunner().invoke(app, [*argv, "--instance-type", "t4g.small"])
     assert shown.exit_code == 0, shown.output
     out = flat(shown.output)
-    assert "create instance t4g.small (arm64)" in out and "authorize ssh-rule tcp/22 from 203.0.113.7/32" in out
+    assert (
+        "create instance t4g.small (arm64)" in out and "authorize ssh-rule tcp/22 from 203.0.113.7/32" in out
+    )
     assert "~0.0168 USD/hour" in out and "autostop: after 60 idle minutes" in out
 
     as_json = CliRunner().invoke(app, [*argv, "--json", "--autostop-minutes", "0"])
@@ -400,9 +432,12 @@ def test_cli_dry_run_prints_the_plan_and_creates_nothing(
     assert [s["action"] for s in plan["steps"]] == ["create", "create", "authorize", "create"]
 
     assert live(moto_account.clients, "plan1") == []
-    assert moto_account.clients.ec2.describe_key_pairs(
-        Filters=[{"Name": "key-name", "Values": ["mcpctl-plan1"]}]
-    )["KeyPairs"] == []
+    assert (
+        moto_account.clients.ec2.describe_key_pairs(
+            Filters=[{"Name": "key-name", "Values": ["mcpctl-plan1"]}]
+        )["KeyPairs"]
+        == []
+    )
     assert not (profiles_dir() / "plan1.toml").exists() and not (keys_dir() / "mcpctl-plan1").exists()
 
 
@@ -443,7 +478,9 @@ def test_cli_ec2_commands_refuse_other_profiles(mcpctl_home: Path, command: list
 
 
 def test_cli_destroy_asks_first(mcpctl_home: Path) -> None:
-    save_profile(new_profile(name="e1", kind="ec2", user="ubuntu", ec2={"region": REGION, "instance_id": "i-77"}))
+    save_profile(
+        new_profile(name="e1", kind="ec2", user="ubuntu", ec2={"region": REGION, "instance_id": "i-77"})
+    )
     result = CliRunner().invoke(app, ["destroy", "e1"], input="n\n")
     assert result.exit_code == 1, result.output
     out = flat(result.output)

@@ -183,8 +183,10 @@ def test_plan_marks_the_record_stale_when_it_learns_a_hash() -> None:
     local = local_of({"a.py": entry(sha="s")})
     result = plan(local, remote_of({"a.py": entry()}), delete=False)
     assert result.up_to_date and result.record_stale
-    assert result.record == {"a.py": FileEntry(10, T0, "s", 0o644)}
-    recorded = Manifest(ROOT, {"a.py": entry(sha="s")}, recorded={"a.py": FileEntry(10, T0, "s", 0o644)})
+    assert result.record == {"a.py": FileEntry(10, T0, "s", 0o644, None, T0)}
+    recorded = Manifest(
+        ROOT, {"a.py": entry(sha="s")}, recorded={"a.py": FileEntry(10, T0, "s", 0o644, None, T0)}
+    )
     assert not plan(local, recorded, delete=False).record_stale
 
 
@@ -326,7 +328,7 @@ def test_remote_listing_trusts_recorded_hashes_only_while_size_and_mtime_match()
         ),
     }
     manifest = manifest_from_listing(ROOT, listing)
-    assert manifest.files["a.py"] == FileEntry(10, T0 + NS // 2, "sa", 0o644)
+    assert manifest.files["a.py"] == FileEntry(10, T0 + NS // 2, "sa", 0o644, None, 7)
     assert manifest.files["b.py"].sha256 is None  # changed on the host since we wrote it
     assert manifest.files["dir with space/é 'q'.sh"].mode == 0o755
     assert manifest.temps == (f"pkg/{temp_name('x.py', '0123456789ab')}",)
@@ -412,12 +414,15 @@ async def test_one_changed_file_is_the_only_upload(
     sshd: Any, tmp_path: Path, local: Path, cache: HashCache
 ) -> None:
     source = SyncSource(local, str(tmp_path / "remote"))
+    a_py, big = local / "pkg" / "a.py", local / "data" / "big.bin"
     with anyio.fail_after(TIMEOUT):
         await do_sync(sshd, source, cache)
-        write(local / "pkg" / "a.py", "print('A')\n")
-        big = local / "data" / "big.bin"
+        # Same size, same second: only the hashes can tell (SFTP mtimes are whole seconds).
+        same_second = a_py.stat().st_mtime_ns + 1
+        write(a_py, "print('A')\n", mtime=same_second)
+        assert same_second // NS == (tmp_path / "remote" / "pkg" / "a.py").stat().st_mtime_ns // NS
         os.utime(big, ns=(T0, T0))  # touched, same content: the recorded sha256 says unchanged
-        report = await do_sync(sshd, source, cache)
+        report = await do_sync(sshd, source, HashCache(tmp_path / "other-cache.json"))
         again = await do_sync(sshd, source, cache)
     assert [u.path for p in report.plans for u in p.uploads] == ["pkg/a.py"]
     assert report.files_sent == 1
