@@ -3,7 +3,7 @@ same process and in a new one (every SSH session is a new process), against the 
 baseline, which refits on every call.
 
 Round trips are measured by the client over the real stdio pipes; server-side times come from the
-``mcp_sales/elapsed_ms`` entry of each result's ``_meta``. Goal: a cached forecast in a new process
+``mcp-sales/elapsed_ms`` entry of each result's ``_meta``. Goal: a cached forecast in a new process
 within 20 ms server-side. Usage: ``python -m bench forecast [--runs N] [--data PATH]``.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from bench.startup import ServerProcess, commands, sample_data
 
 ARGUMENTS = {"operation": "Dallas", "horizon_months": 6}
-ELAPSED_META = "mcp_sales/elapsed_ms"
+ELAPSED_META = "mcp-sales/elapsed_ms"
 # A person reads the tool list and types a question; by then the server has opened the data in the
 # background. The pause stands in for that, to measure the cache hit itself.
 THINK_TIME_S = 1.0

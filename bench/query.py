@@ -33,6 +33,14 @@ import json, resource, statistics, sys, time
 def rss_mb():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+def measure(fn, reps):
+    # (median wall seconds, mean CPU seconds of this process, all threads) per call
+    walls, cpu = [], time.process_time()
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t)
+    return statistics.median(walls), (time.process_time() - cpu) / reps
 """
 
 # Exactly the reference server's work per call: read, derive the date, filter, group, rank.
@@ -48,14 +56,10 @@ def load():
 def top(frame):
     rows = frame[frame["OPERATION_NAME"] == operation]
     return rows.groupby(["PRODUCT_ID", "PRODUCT_NAME"])["UNITS_SOLD"].sum().nlargest(5).reset_index()
-per_call = []
-for _ in range(per_call_reps):
-    t = time.perf_counter(); top(load()); per_call.append(time.perf_counter() - t)
+per_call = measure(lambda: top(load()), per_call_reps)
 frame = load()
-warm = []
-for _ in range(warm_reps):
-    t = time.perf_counter(); top(frame); warm.append(time.perf_counter() - t)
-print(json.dumps({"per_call": statistics.median(per_call), "warm": statistics.median(warm), "rss": rss_mb()}))
+warm = measure(lambda: top(frame), warm_reps)
+print(json.dumps({"per_call": per_call, "warm": warm, "rss": rss_mb()}))
 """
 )
 
@@ -65,37 +69,27 @@ _CONVERT = (
 from pathlib import Path
 from mcp_sales.data import SalesStore
 path, cache = Path(sys.argv[1]), Path(sys.argv[2])
-t = time.perf_counter()
 store = SalesStore(path, cache_root=cache)
-data = store.current()
-print(json.dumps({"first": time.perf_counter() - t, "conversions": store.conversions, "rss": rss_mb()}))
+first = measure(store.current, 1)
+print(json.dumps({"first": first, "conversions": store.conversions, "rss": rss_mb()}))
 """
 )
 
 _WARM = (
     _COMMON
     + """
+import datetime as dt
 from pathlib import Path
 from mcp_sales.analytics import top_products
 from mcp_sales.data import SalesStore
 path, cache, operation, reps = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-t = time.perf_counter()
 store = SalesStore(path, cache_root=cache)
-top_products(store.current(), operation, 5)
-opened = time.perf_counter() - t
-times = []
-for _ in range(reps):
-    t = time.perf_counter()
-    top_products(store.current(), operation, 5)
-    times.append(time.perf_counter() - t)
-import datetime as dt
-dated = []
-for _ in range(reps):
-    t = time.perf_counter()
-    top_products(store.current(), operation, 5, "revenue", dt.date(2023, 1, 1), dt.date(2023, 12, 31))
-    dated.append(time.perf_counter() - t)
-print(json.dumps({"open": opened, "warm": statistics.median(times), "dated": statistics.median(dated),
-                  "conversions": store.conversions, "rss": rss_mb()}))
+opened = measure(lambda: top_products(store.current(), operation, 5), 1)
+warm = measure(lambda: top_products(store.current(), operation, 5), reps)
+year = (dt.date(2023, 1, 1), dt.date(2023, 12, 31))
+dated = measure(lambda: top_products(store.current(), operation, 5, "revenue", *year), reps)
+print(json.dumps({"open": opened, "warm": warm, "dated": dated, "conversions": store.conversions,
+                  "rss": rss_mb()}))
 """
 )
 
@@ -146,33 +140,37 @@ def _format_time(seconds: float) -> str:
 
 
 def _ratio(baseline: float, seconds: float) -> str:
-    if seconds < baseline:
-        return f"{baseline / seconds:,.0f}x faster"
-    return f"{seconds / baseline:.1f}x slower"
+    ratio = baseline / seconds
+    if ratio >= 10:
+        return f"{ratio:,.0f}x faster"
+    return f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
 
 
 def _table(results: dict[int, dict[str, dict[str, Any]]]) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"top_products('{OPERATION}', n=5): per-call cost")
-    for column in ("rows", "path", "time", "vs baseline", "peak RSS"):
+    table = Table(
+        title=f"top_products('{OPERATION}', n=5): cost per call (time: wall median; CPU: all threads)"
+    )
+    for column in ("rows", "path", "time", "CPU", "vs baseline", "peak RSS"):
         table.add_column(column, justify="left" if column == "path" else "right")
     for rows, r in results.items():
-        baseline = r["pandas"]["per_call"]
+        baseline = r["pandas"]["per_call"][0]
         lines = [
-            ("baseline: pandas read_csv + groupby per call", baseline, r["pandas"]["rss"]),
+            ("baseline: pandas read_csv + groupby per call", r["pandas"]["per_call"], r["pandas"]["rss"]),
             ("pandas, DataFrame kept in memory (warm)", r["pandas"]["warm"], None),
             ("ours: first call (convert to Parquet + aggregate)", r["convert"]["first"], r["convert"]["rss"]),
             ("ours: new process, open cached version + 1st query", r["warm"]["open"], None),
-            ("ours: warm top_products, all history (median)", r["warm"]["warm"], None),
-            ("ours: warm top_products, one year by revenue (median)", r["warm"]["dated"], r["warm"]["rss"]),
+            ("ours: warm, all history (median)", r["warm"]["warm"], None),
+            ("ours: warm, one year by revenue (median)", r["warm"]["dated"], r["warm"]["rss"]),
         ]
-        for i, (label, seconds, rss) in enumerate(lines):
+        for i, (label, (wall, cpu), rss) in enumerate(lines):
             table.add_row(
                 f"{rows:,}" if i == 0 else "",
                 label,
-                _format_time(seconds),
-                _ratio(baseline, seconds) if i else "1x",
+                _format_time(wall),
+                _format_time(cpu),
+                _ratio(baseline, wall) if i else "1x",
                 f"{rss:,.0f} MB" if rss is not None else "",
                 end_section=i == len(lines) - 1,
             )
@@ -188,7 +186,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--warm-calls", type=int, default=500, help="warm calls to take the median of")
     parser.add_argument("--keep", action="store_true", help="keep the generated files in data/big/")
     args = parser.parse_args(argv)
-    sizes = [int(part.replace("_", "")) for part in args.rows.split(",") if part.strip()]
+    try:
+        sizes = [int(part.replace("_", "")) for part in args.rows.split(",") if part.strip()]
+    except ValueError:
+        parser.error(f"--rows takes comma-separated row counts like 1000000,10000000, not {args.rows!r}")
+    if not sizes or min(sizes) < 1:
+        parser.error("--rows needs at least one positive row count")
 
     from rich.console import Console
 
@@ -205,4 +208,4 @@ def main(argv: list[str]) -> None:
         if not args.keep:
             for path in generated:
                 path.unlink(missing_ok=True)
-    Console(width=110).print(_table(results))  # wide enough for one line per path, even when piped
+    Console(width=120).print(_table(results))  # wide enough for one line per path, even when piped

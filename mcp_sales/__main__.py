@@ -83,6 +83,14 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         metavar="D",
         help="where prepared data and fits are cached",
     )
+    # Accepted by check too, so it can run with exactly the arguments the server is launched with.
+    parser.add_argument(
+        "--forecast-deadline",
+        type=_seconds,
+        default=45.0,
+        metavar="S",
+        help="seconds a forecast call waits for a fit before asking the client to retry (default 45)",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -100,13 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{serve,check,sample}")
     serve = commands.add_parser("serve", help="serve MCP over stdin/stdout (default)")
     _add_data_options(serve)
-    serve.add_argument(
-        "--forecast-deadline",
-        type=_seconds,
-        default=45.0,
-        metavar="S",
-        help="seconds a forecast call waits for a fit before asking the client to retry (default 45)",
-    )
     check = commands.add_parser("check", help="validate the environment and the data; exit 1 on failure")
     _add_data_options(check)
     check.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
@@ -155,7 +156,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         columns=columns,
         date_format=args.date_format,
         cache_dir=args.cache_dir,
-        forecast_deadline_s=getattr(args, "forecast_deadline", 45.0),
+        forecast_deadline_s=args.forecast_deadline,
     )
 
 

@@ -16,6 +16,7 @@ import calendar
 import contextlib
 import datetime as dt
 import difflib
+import heapq
 import re
 import threading
 from collections import OrderedDict
@@ -232,26 +233,12 @@ def top_products(
         total_products, total = summary[0], (summary[3] if metric == "units" else summary[4])
         rows = catalog.ranking(data, op, metric, n)
     else:
-        rows = _query(
-            data,
-            f"""
-            WITH g AS (
-                SELECT product_id, min(product_name) AS product_name, sum(units) AS units,
-                       sum(revenue) AS revenue
-                FROM agg WHERE operation = ? AND period >= ? AND period <= ?
-                GROUP BY product_id
-            )
-            SELECT product_id, product_name, units, revenue, count(*) OVER (), sum({metric}) OVER ()
-            FROM g ORDER BY {metric} DESC, product_id LIMIT ?
-            """,
-            [op, low, high, n],
-        )
+        rows, total_products, total = _top_in_period(data, op, metric, n, low, high)
         if not rows:
             raise InvalidInput(
                 f"no sales in {op} between {low} and {high}; the data covers {_coverage(data)}, "
                 "pick dates in it"
             )
-        total_products, total = rows[0][4], rows[0][5]
     products = [
         ProductSales(
             rank=rank,
@@ -273,6 +260,39 @@ def top_products(
         total_products=total_products,
         data_version=data.version,
     )
+
+
+def _top_in_period(
+    data: SalesData, op: str, metric: str, n: int, low: dt.date, high: dt.date
+) -> tuple[list[tuple[Any, ...]], int, float | None]:
+    """(top n rows, products with sales, metric total) of an operation between two periods."""
+    catalog = _catalog(data)
+    if catalog.operations[op][0] > RANKED_PRODUCTS_MAX:
+        rows = _query(
+            data,
+            f"""
+            WITH g AS (
+                SELECT product_id, min(product_name) AS product_name, sum(units) AS units,
+                       sum(revenue) AS revenue
+                FROM agg WHERE operation = ? AND period >= ? AND period <= ? GROUP BY product_id
+            )
+            SELECT product_id, product_name, units, revenue, count(*) OVER (), sum({metric}) OVER ()
+            FROM g ORDER BY {metric} DESC, product_id LIMIT ?
+            """,
+            [op, low, high, n],
+        )
+        return [row[:4] for row in rows], (rows[0][4] if rows else 0), (rows[0][5] if rows else None)
+    # Few products: a bare GROUP BY plans and runs in half the time of ranking in SQL; rank here.
+    sums = _query(
+        data,
+        "SELECT product_id, sum(units), sum(revenue) FROM agg "
+        "WHERE operation = ? AND period >= ? AND period <= ? GROUP BY product_id",
+        [op, low, high],
+    )
+    column = 1 if metric == "units" else 2
+    top = heapq.nsmallest(n, sums, key=lambda r: (r[column] is None, -(r[column] or 0.0), r[0]))
+    total = sum(r[column] or 0.0 for r in sums)
+    return [(pid, catalog.names[pid], units, revenue) for pid, units, revenue in top], len(sums), total
 
 
 def list_operations(data: SalesData) -> OperationsResult:
@@ -479,6 +499,7 @@ class _Catalog:
             "GROUP BY product_id ORDER BY product_id",
         )
         self.products: tuple[tuple[str, str], ...] = tuple((pid, name) for pid, name, _ in rows)
+        self.names = dict(self.products)
         by_operation: dict[str, set[str]] = {}
         for pid, _, operations in rows:
             for op in operations:

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -313,6 +314,7 @@ class _VersionDB:
         self.connection = duckdb.connect(
             ":memory:", config={"threads": 1, "memory_limit": QUERY_MEMORY_LIMIT}
         )
+        self.connection.execute("SET enable_progress_bar = false")  # stdout belongs to the protocol
         sales, agg = _lit(str(directory / "sales.parquet")), _lit(str(directory / "agg.parquet"))
         self.connection.execute(f"CREATE VIEW sales AS SELECT * FROM read_parquet({sales})")
         # In memory, a query skips Parquet decoding; too large a day-grain aggregate stays on disk.
@@ -387,7 +389,7 @@ class SalesStore:
             raise DataError(
                 f"cannot access data file {self.path} ({exc.strerror}); check its permissions"
             ) from None
-        if not self.path.is_file():
+        if not stat.S_ISREG(st.st_mode):
             raise DataError(
                 f"data path {self.path} is not a file; pass a CSV or Parquet file with --data PATH"
             )
@@ -658,6 +660,7 @@ def _convert(source: Path, mapping: ColumnMapping, work: Path) -> dict[str, Any]
     try:
         con.execute(f"SET temp_directory = {_lit(str(work / 'spill'))}")
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")  # stdout belongs to the protocol
         if encoding is not None:
             csv_path = _utf8_copy(source, encoding, work)
         src = f"read_parquet({_lit(str(source))})" if csv_path is None else _read_csv_sql(csv_path)
@@ -776,6 +779,10 @@ def _sniff_kind(source: Path) -> Literal["csv", "parquet"]:
         return "parquet"
     if source.suffix.lower() in (".parquet", ".pq"):
         raise DataError(f"data file {source.name} is not a valid Parquet file; export it again")
+    if head.startswith(b"\x1f\x8b"):
+        raise DataError(
+            f"data file {source.name} is gzip-compressed; decompress it (gunzip) and pass the CSV"
+        )
     if head.startswith(b"PK\x03\x04"):
         raise DataError(
             f"data file {source.name} looks like an Excel or zip file; save it as CSV and pass that"

@@ -137,6 +137,7 @@ def generate_sample(
             con = duckdb.connect(config={"memory_limit": "1GB", "threads": max(1, os.cpu_count() or 1)})
             try:
                 con.execute(f"SET temp_directory = {_literal(spill)}")
+                con.execute("SET enable_progress_bar = false")  # DuckDB would draw it on stdout
                 for macro in _MACROS:
                     con.execute(macro)
                 options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true, DELIMITER ','"

@@ -59,9 +59,9 @@ YYYY-MM-DD (YYYY-MM or YYYY select a whole month or year). A first forecast can 
 (progress is reported); repeated forecasts are served from a cache. Every error message says what to
 change: read it and call again."""
 
-# Server-side duration of each tool call, in the result's _meta: lets clients and benchmarks tell
-# server time from transport time.
-ELAPSED_META = "mcp_sales/elapsed_ms"
+# Server-side duration of each tool call, in the result's _meta (prefixed as the spec asks): lets
+# clients and benchmarks tell server time from transport time.
+ELAPSED_META = "mcp-sales/elapsed_ms"
 
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False

@@ -496,6 +496,72 @@ def connect(name: NameArg) -> None:
     raise typer.Exit(connect_main(name))
 
 
+@app.command()
+@handle_errors
+def doctor(
+    name: NameArg,
+    client: Annotated[str, typer.Option(help="Which client's entry to check: claude or gemini.")] = "claude",
+    config_path: Annotated[Path | None, typer.Option(help="Check this config file instead.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run what the client will run, time every phase against the 60 s budget, name what is wrong."""
+    from provision.doctor import Check, run_doctor
+
+    if client not in ("claude", "gemini"):
+        raise McpctlError(f"--client must be 'claude' or 'gemini', not {client!r}.")
+
+    def on_check(check: Check) -> None:
+        if as_json:
+            return
+        mark = "[dim]-[/dim]" if check.skipped else ("[green]✓[/green]" if check.ok else "[red]✗[/red]")
+        err.print(f"  {mark} {check.phase:<13} {check.seconds:6.2f} s  {check.detail}", soft_wrap=True)
+        if check.fix and not check.skipped:
+            err.print(f"      [yellow]fix:[/yellow] {check.fix}", soft_wrap=True)
+
+    report = run_doctor(name, client=client, config_path=config_path, on_check=on_check)  # type: ignore[arg-type]
+    if as_json:
+        emit_json(
+            {
+                "name": report.name,
+                "ok": report.ok,
+                "total_s": report.total_s,
+                "budget_s": report.budget_s,
+                "checks": [vars(c) for c in report.checks],
+            }
+        )
+    else:
+        verdict = "[green]healthy[/green]" if report.ok else "[red]needs attention[/red]"
+        err.print(
+            f"{name}: {verdict}; first answer after {report.total_s:.1f} s "
+            f"of a {report.budget_s:.0f} s budget"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def logs(
+    name: NameArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 50,
+) -> None:
+    """Print the log of `mcpctl connect NAME` (remote stderr, reconnects, firewall drops)."""
+    from provision import logs as logfiles
+    from provision.profiles import load_profile
+
+    load_profile(name)  # a typo in the name gets the list of profiles, not an empty log
+    path = logfiles.log_path(name)
+    if not path.exists():
+        err.print(f"no log yet at {path}; it starts with the first `mcpctl connect {name}`.")
+        return
+    for line in logfiles.tail(path, lines):
+        typer.echo(line)
+    if follow:
+        for line in logfiles.follow(path):
+            typer.echo(line)
+
+
 from provision import cli_ec2  # noqa: E402
 
 cli_ec2.register(app)

@@ -8,7 +8,9 @@ listing on the host (see ``provision.sync.remote_manifest``): live sizes and mti
 file sync keeps there (``.mcpctl/manifest.json``), whose sha256 values are trusted only while the live
 size and mtime still match what it recorded.
 
-SFTP sets mtimes in whole seconds, so mtimes are compared at second granularity throughout.
+SFTP sets mtimes in whole seconds, so a host's mtime is compared with a local one at second
+granularity; the manifest file also records the exact local mtime each file was sent from, so a local
+change within the same second is still noticed.
 """
 
 from __future__ import annotations

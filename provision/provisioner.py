@@ -18,6 +18,7 @@ from provision.profiles import (
     Profile,
     known_hosts_path,
     load_profile,
+    new_profile,
     parse_host_spec,
     save_profile,
 )
@@ -146,12 +147,8 @@ def merged_profile(
         values["data"] = [Path(p).expanduser().absolute() for p in data]
     if columns:
         values["columns"] = {**dict(values.get("columns") or {}), **columns}  # type: ignore[call-overload]
-    try:
-        return Profile.model_validate(values)
-    except Exception as exc:  # pydantic's message names the field; keep it to one line
-        raise ProfileError(
-            f"invalid profile settings: {exc}".splitlines()[0] + "; fix the option and re-run."
-        ) from exc
+    # new_profile names each invalid field and says why (pydantic's own first line names neither).
+    return new_profile(**values)
 
 
 async def provision_host(

@@ -322,16 +322,21 @@ def _difference(local: FileEntry, remote: FileEntry) -> str | None:
         return "mode"
     if local.sha256 is not None and remote.sha256 is not None:
         return None if local.sha256 == remote.sha256 else "content"
+    if remote.sha256 is not None and remote.origin_mtime_ns is not None:
+        # The host holds what was sent from the local file at exactly that mtime.
+        return None if local.mtime_ns == remote.origin_mtime_ns else "mtime"
     return None if local.mtime_s == remote.mtime_s else "mtime"
 
 
 def plan(local: Manifest, remote: Manifest, *, delete: bool) -> SyncPlan:
     """Compare what should be on the host with what is there (pure).
 
-    A file is sent when it is new, or its size or mode differs, or its sha256 differs (when both are
-    known), or else its mtime differs at second granularity. With ``delete``, remote files that a
-    local source manages but that no longer exist locally are deleted; never a path outside the root,
-    never anything under ``.venv``, ``.mcp_sales_cache`` or ``.mcpctl``, never an ignored file.
+    A file is sent when it is new, its size or mode differs, or its sha256 differs (when both are
+    known). Without both hashes, its mtime decides: the exact local mtime the host's copy was sent
+    from (recorded in the remote manifest file) or, with no record, the host's mtime at second
+    granularity (SFTP sets whole seconds). With ``delete``, remote files that a local source manages
+    but that no longer exist locally are deleted: never a path outside the root, never anything under
+    ``.venv``, ``.mcp_sales_cache`` or ``.mcpctl``, never an ignored file.
 
     Raises:
         ValueError: The manifests have different roots or a local path is not a safe relative path.
@@ -346,18 +351,15 @@ def plan(local: Manifest, remote: Manifest, *, delete: bool) -> SyncPlan:
             raise ValueError(f"local manifest entry {path!r} is not a safe relative path with a local file")
         have = remote.files.get(path)
         reason = "new" if have is None else _difference(want, have)
-        if reason is not None:
-            uploads.append(
-                Upload(path, want.size, reason, want.local_path, want.mtime_ns, want.mode, want.sha256)
-            )
+        if have is None or reason is not None:
+            upload = Upload(path, want.size, reason or "new", want.local_path, want.mtime_ns, want.mode, want.sha256)
+            uploads.append(upload)
             continue
-        assert have is not None
         unchanged.append(path)
         # Recorded as it is on the host; a known local hash also records the local mtime it belongs to.
         origin = want.mtime_ns if want.sha256 is not None else have.origin_mtime_ns
-        record[path] = FileEntry(
-            have.size, have.mtime_s * NS, want.sha256 or have.sha256, have.mode, None, origin or want.mtime_ns
-        )
+        sha = want.sha256 or have.sha256
+        record[path] = FileEntry(have.size, have.mtime_s * NS, sha, have.mode, None, origin or want.mtime_ns)
     deletes: tuple[str, ...] = ()
     if delete:
         deletes = tuple(
@@ -457,8 +459,8 @@ def _dropped(remote: Remote, exc: BaseException) -> ConnectError:
 
 _CONNECTION_LOST = (
     asyncssh.SFTPConnectionLost,
+    asyncssh.SFTPNoConnection,
     asyncssh.DisconnectError,
-    asyncssh.ChannelOpenError,
     ConnectionError,
 )
 
@@ -744,7 +746,9 @@ async def _sftp_put(
         except BaseException as exc:
             if ahead is not None and not ahead.done():
                 await asyncio.wait([ahead])  # the reader thread must be done before the file closes
-            if isinstance(exc, _CONNECTION_LOST):
+            if isinstance(exc, _CONNECTION_LOST) or (
+                isinstance(exc, asyncssh.Error) and remote.conn.is_closed()
+            ):
                 raise _dropped(remote, exc) from exc
             await _discard(sftp, tmp)
             if isinstance(exc, asyncssh.SFTPError):
@@ -763,6 +767,11 @@ async def _sftp_session(
     async with remote.channel():
         try:
             sftp = await remote.conn.start_sftp_client()
+        except (asyncssh.ChannelOpenError, asyncssh.SFTPError) as exc:
+            raise RemoteError(
+                f"{remote.target.address} refused an SFTP session ({exc.reason}); enable SFTP in the host's "
+                "sshd_config (`Subsystem sftp internal-sftp`) and allow at least 10 sessions (MaxSessions)."
+            ) from exc
         except (asyncssh.Error, OSError) as exc:
             raise _dropped(remote, exc) from exc
         try:

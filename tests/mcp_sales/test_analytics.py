@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,7 +24,7 @@ from mcp_sales.analytics import (
     summarize,
     top_products,
 )
-from mcp_sales.data import SalesData
+from mcp_sales.data import ColumnMapping, SalesData, SalesStore
 from mcp_sales.errors import InvalidInput
 
 DATASETS = ("sample_data", "awkward_data", "parquet_data")
@@ -139,10 +140,15 @@ def test_top_products_matches_pandas(
         assert result.data_version == data.version
 
 
-def test_large_operations_rank_in_duckdb(sample_data: SalesData, monkeypatch: pytest.MonkeyPatch) -> None:
-    cached = top_products(sample_data, "Austin", 7, "revenue")
+@pytest.mark.parametrize(("start", "end"), [(None, None), (dt.date(2020, 4, 1), dt.date(2021, 3, 31))])
+def test_large_operations_rank_in_duckdb(
+    sample_data: SalesData, monkeypatch: pytest.MonkeyPatch, start: dt.date | None, end: dt.date | None
+) -> None:
+    ranked_here = top_products(sample_data, "Austin", 7, "revenue", start, end)
     monkeypatch.setattr(analytics, "RANKED_PRODUCTS_MAX", 0)  # as if Austin sold too many products to keep
-    assert top_products(sample_data, "Austin", 7, "revenue") == cached
+    in_sql = top_products(sample_data, "Austin", 7, "revenue", start, end)
+    assert in_sql.products == ranked_here.products
+    assert in_sql.total_products == ranked_here.total_products == 25
 
 
 def test_list_operations_matches_pandas(dataset: tuple[SalesData, pd.DataFrame]) -> None:
@@ -346,9 +352,7 @@ def test_month_grain_dates_select_whole_months(sample_data: SalesData) -> None:
     assert (mid.start_date, mid.end_date) == (dt.date(2022, 3, 15), dt.date(2022, 3, 15))
 
 
-def test_revenue_metric_needs_a_revenue_column(tmp_path: Any, sample_master: Any) -> None:
-    from mcp_sales.data import ColumnMapping, SalesStore
-
+def test_revenue_metric_needs_a_revenue_column(tmp_path: Path, sample_master: Path) -> None:
     data = SalesStore(sample_master, ColumnMapping(revenue=None), cache_root=tmp_path / "cache").current()
     assert not data.has_revenue
     with pytest.raises(InvalidInput, match="no revenue column, so metric 'revenue' is not available"):

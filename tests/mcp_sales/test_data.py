@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import logging
 import os
@@ -335,6 +336,7 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
         ),
         ("junk.csv", random.Random(1).randbytes(4096), "is not a CSV or Parquet file (it looks binary)"),
         ("book.csv", b"PK\x03\x04" + bytes(200), "looks like an Excel or zip file; save it as CSV"),
+        ("sales.csv.gz", gzip.compress(b"a,b\n1,2\n"), "is gzip-compressed; decompress it (gunzip)"),
         (
             "broken.parquet",
             b"PAR1" + random.Random(2).randbytes(300),

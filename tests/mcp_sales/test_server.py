@@ -194,7 +194,7 @@ async def test_top_products_text_is_a_readable_ranking(config: ServerConfig) -> 
     lines = text_of(result).splitlines()
     assert lines[0].startswith("Top 2 of 25 products in Dallas by units")
     assert lines[1].startswith("1. ") and lines[2].startswith("2. ") and len(lines) == 3
-    assert result.meta is not None and result.meta["mcp_sales/elapsed_ms"] >= 0  # server-side time
+    assert result.meta is not None and result.meta["mcp-sales/elapsed_ms"] >= 0  # server-side time
 
 
 # --- bad input becomes an actionable tool error ---------------------------------------------------

@@ -6,7 +6,9 @@ the host key "we generated" is the fixture's host key (the runtime's host key fa
 profile, the pin under the instance-id alias, the cloud-init wait and the bootstrap all run for real.
 
 The bootstrap installs the locked environment once for the whole module (about half a minute, from
-the local uv cache); later provisions reuse that remote directory and find it up to date.
+the local uv cache); later provisions reuse that remote directory and find it up to date. It installs
+from a copy of the project taken when the module starts, so "up to date" cannot depend on edits made
+to the checkout while the tests run.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from typer.testing import CliRunner
 
-from provision import ec2, ec2_provision
+from provision import ec2, ec2_provision, provisioner
 from provision.cli import app
 from provision.cloudinit import HostKey
 from provision.ec2_lifecycle import (
@@ -51,7 +53,8 @@ from provision.provisioner import ProvisionResult
 from provision.remote import RunResult, connect, parse_host_key, pin_host_key
 
 if TYPE_CHECKING:
-    from conftest import MotoAccount, SshdServer
+    from tests.conftest import SshdServer
+    from tests.provision.conftest import MotoAccount
 
 REGION = "us-east-1"
 MY_CIDR = "203.0.113.7/32"
@@ -124,8 +127,32 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
+def project_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Install from a snapshot of the project: what a host receives must not change mid-module."""
+    root = provisioner.project_root()
+    copy = tmp_path_factory.mktemp("project")
+    for name in ("pyproject.toml", "uv.lock", "README.md", ".mcpignore"):
+        if (root / name).exists():
+            shutil.copy2(root / name, copy / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("mcp_sales", "provision"):
+        shutil.copytree(root / name, copy / name, ignore=skip)
+    (copy / "data").mkdir()
+    for item in (root / "data").iterdir():
+        if item.is_file():  # data/big/ holds benchmark sets that sync never sends
+            shutil.copy2(item, copy / "data" / item.name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(provisioner, "project_root", lambda: copy)
+        yield copy
+
+
+@pytest.fixture(scope="module")
 def provisioned(
-    moto_account: MotoAccount, sshd: SshdServer, home: Path, tmp_path_factory: pytest.TempPathFactory
+    moto_account: MotoAccount,
+    sshd: SshdServer,
+    home: Path,
+    project_copy: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Provisioned:
     """Profile 'shop' provisioned once: launched in moto, pinned, bootstrapped on the sshd fixture."""
     clients = moto_account.fresh()
@@ -282,7 +309,9 @@ def test_destroy_removes_everything_in_aws_and_locally(provisioned: Provisioned,
         destroy_profile("gone", runtime=rt)
 
 
-def test_a_host_presenting_another_key_is_refused(provisioned: Provisioned, sshd: SshdServer) -> None:
+def test_a_host_presenting_another_key_is_refused(
+    provisioned: Provisioned, sshd: SshdServer, moto_account: MotoAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The real default: a freshly generated host key. The stand-in host presents its own key instead,
     # exactly what a man in the middle would do: the first connection must fail, not trust it.
     rt = dataclasses.replace(provisioned.runtime, host_key_factory=None)
@@ -292,8 +321,15 @@ def test_a_host_presenting_another_key_is_refused(provisioned: Provisioned, sshd
     profile = load_profile("rogue")  # saved before any SSH, so destroy can clean up
     pinned = known_hosts_path("rogue").read_text()
     assert profile.host_key_alias in pinned and sshd.host_key_line.split()[1] not in pinned
-    destroy_profile("rogue", runtime=rt)
-    assert live(provisioned.clients, "rogue") == []
+
+    # `mcpctl destroy --yes --json` cleans it up
+    monkeypatch.setattr(ec2_provision, "make_clients", lambda _region: moto_account.clients)
+    result = CliRunner().invoke(app, ["destroy", "rogue", "--yes", "--json"])
+    assert result.exit_code == 0, result.output
+    removed = json.loads(result.stdout)
+    assert removed["instances"] == [profile.ec2.instance_id if profile.ec2 else None]
+    assert removed["key_pairs"] == ["mcpctl-rogue"] and len(removed["local_files"]) == 3
+    assert live(provisioned.clients, "rogue") == [] and not (profiles_dir() / "rogue.toml").exists()
 
 
 # --------------------------------------------------------------------------------------------------

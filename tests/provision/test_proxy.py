@@ -38,7 +38,7 @@ from provision import jsonrpc
 from provision.errors import ProfileError
 from provision.jsonrpc import Kind, Ledger, LineSplitter, parse
 from provision.profiles import Profile, known_hosts_path, log_dir, save_profile
-from provision.proxy import GIVE_UP_ENV, Proxy, ProxySettings, proxy_logging
+from provision.proxy import GIVE_UP_ENV, Proxy, ProxySettings, _LocalPeer, proxy_logging
 from provision.remote import pin_host_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -484,6 +484,32 @@ def test_settings_read_the_give_up_time_from_the_environment() -> None:
     settings = ProxySettings(backoff_initial=0.2, backoff_max=5.0)
     assert 0.1 <= settings.backoff(0) <= 0.2
     assert 2.5 <= settings.backoff(40) <= 5.0
+
+
+@pytest.fixture
+def regular_files(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
+    """A regular file with three lines as stdin and an empty one as stdout (not pipes)."""
+    (tmp_path / "in").write_bytes(b'{"n":1}\n' * 3)
+    with (tmp_path / "in").open("rb") as stdin, (tmp_path / "out").open("wb") as stdout:
+        yield stdin.fileno(), stdout.fileno(), tmp_path / "out"
+
+
+@pytest.mark.anyio
+async def test_the_local_side_also_works_on_descriptors_asyncio_cannot_watch(
+    regular_files: tuple[int, int, Path],
+) -> None:
+    # Regular files (and Windows pipes) are read by a thread and written with blocking writes.
+    stdin, stdout, written = regular_files
+    peer = _LocalPeer(stdin, stdout)
+    await peer.open()
+    data = b""
+    with anyio.fail_after(BOUND):
+        while chunk := await peer.read():
+            data += chunk
+    await peer.write(b"a line")
+    peer.close()
+    assert data == b'{"n":1}\n' * 3
+    assert written.read_bytes() == b"a line\n"
 
 
 # ------------------------------------------------------------------------- real client, real server

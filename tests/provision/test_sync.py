@@ -112,6 +112,17 @@ def test_plan_sorts_files_into_new_changed_and_unchanged() -> None:
     assert new == Upload("new.py", 10, "new", LOCAL / "new.py", T0, 0o644, None)
 
 
+def test_plan_trusts_the_recorded_origin_mtime_to_the_nanosecond() -> None:
+    # The host's copy was sent from the local file at mtime T0 + 5 (its own mtime is whole seconds).
+    remote = remote_of(
+        {"a": FileEntry(10, T0, "s", 0o644, None, T0 + 5), "b": FileEntry(10, T0, "s", 0o644, None, T0 + 5)}
+    )
+    local = local_of({"a": entry(mtime_ns=T0 + 5), "b": entry(mtime_ns=T0 + 6)})
+    result = plan(local, remote, delete=False)
+    assert [(u.path, u.reason) for u in result.uploads] == [("b", "mtime")]
+    assert result.unchanged == ("a",)
+
+
 def test_plan_compares_mtimes_at_second_granularity() -> None:
     # SFTP sets whole seconds: the remote copy of a file with mtime x.999999999 has mtime x.
     local = local_of({"a": entry(mtime_ns=T0 + NS - 1), "b": entry(mtime_ns=T0 + NS)})
@@ -323,7 +334,7 @@ def test_remote_listing_trusts_recorded_hashes_only_while_size_and_mtime_match()
         "manifest": json.dumps(
             {
                 "version": 1,
-                "files": {"a.py": [10, 1700000000, "sa", 0o644], "b.py": [10, 1700000000, "sb", 0o644]},
+                "files": {"a.py": [10, T0 // NS, "sa", 0o644, 7], "b.py": [10, T0 // NS, "sb", 0o644, 8]},
             }
         ),
     }
@@ -418,10 +429,15 @@ async def test_one_changed_file_is_the_only_upload(
     with anyio.fail_after(TIMEOUT):
         await do_sync(sshd, source, cache)
         # Same size, same second: only the hashes can tell (SFTP mtimes are whole seconds).
-        same_second = a_py.stat().st_mtime_ns + 1
+        before = a_py.stat().st_mtime_ns
+        same_second = before // NS * NS + (before + 1) % NS
         write(a_py, "print('A')\n", mtime=same_second)
         assert same_second // NS == (tmp_path / "remote" / "pkg" / "a.py").stat().st_mtime_ns // NS
         os.utime(big, ns=(T0, T0))  # touched, same content: the recorded sha256 says unchanged
+        run_sh = local / "run.sh"
+        touched = run_sh.stat().st_mtime_ns
+        touched = touched // NS * NS + (touched + 1) % NS
+        os.utime(run_sh, ns=(touched, touched))  # same second, same content: hashed, unchanged
         report = await do_sync(sshd, source, HashCache(tmp_path / "other-cache.json"))
         again = await do_sync(sshd, source, cache)
     assert [u.path for p in report.plans for u in p.uploads] == ["pkg/a.py"]
