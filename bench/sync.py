@@ -7,6 +7,10 @@ Scenarios (each timed ``--repeat`` times, interleaved, median shown; every run i
 
 Goals: the no-op re-sync no slower than rsync; first syncs at least 0.9x rsync's throughput.
 
+The negotiated cipher decides the big-file row (the client encrypts in Python with asyncssh): with
+``--cipher NAME`` an extra row shows mcpctl with that cipher preferred, as a proposal for remote.py's
+connect options (the default run uses what remote.py negotiates today).
+
 Both tools start exactly one command through the login user's shell per sync, so the shell's rc files
 cost both the same; as root the benchmark logs in as a separate account without rc files
 (``mcpctl-bench``, created if missing) so that the table measures the tools, not this machine's rc
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import pwd
 import shlex
@@ -25,18 +30,22 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
+import asyncssh
 from rich.console import Console
 from rich.table import Table
 
 from bench._sshd import LocalSshd, running_sshd
+from provision import remote as remote_module
 from provision.manifest import HashCache, SyncSource
 from provision.remote import Target, connect
 from provision.sync import sync
 
 BENCH_USER = "mcpctl-bench"
+_CIPHERS: set[str] = set()  # what the default runs negotiated, for the table title
 
 
 def _bench_user(as_me: bool) -> str | None:
@@ -80,14 +89,37 @@ def _rsync(server: LocalSshd, user: str, src: Path, dst: str) -> float:
     return time.perf_counter() - started
 
 
-def _ours(target: Target, src: Path, dst: str, cache: Path, python: str) -> float:
+@contextlib.contextmanager
+def _preferring(cipher: str | None) -> Iterator[None]:
+    """Put ``cipher`` first in the connect options remote.py builds (a what-if; None: unchanged)."""
+    if cipher is None:
+        yield
+        return
+    original = remote_module._connect_options
+
+    def options(*args: Any) -> dict[str, Any]:
+        chosen = original(*args)
+        others = [alg.decode("ascii") for alg in asyncssh.encryption.get_encryption_algs()]
+        chosen["encryption_algs"] = [cipher, *(alg for alg in others if alg != cipher)]
+        return chosen
+
+    remote_module._connect_options = cast(Any, options)
+    try:
+        yield
+    finally:
+        remote_module._connect_options = original
+
+
+def _ours(target: Target, src: Path, dst: str, cache: Path, python: str, cipher: str | None = None) -> float:
     async def run() -> None:
         async with connect(target) as remote:
+            _CIPHERS.add(str(remote.conn.get_extra_info("send_cipher")))
             # Loaded and saved every run, as the CLI does.
             await sync(remote, [SyncSource(src, dst)], cache=HashCache(cache), python=python)
 
     started = time.perf_counter()
-    asyncio.run(run())
+    with _preferring(cipher):
+        asyncio.run(run())
     return time.perf_counter() - started
 
 
@@ -120,6 +152,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--big-mb", type=int, default=512, help="size of the big file in MB")
     parser.add_argument("--as-me", action="store_true", help="log in as the current user (with its rc files)")
     parser.add_argument("--python", default="/usr/bin/python3", help="the host's python3 for the sync helper")
+    parser.add_argument(
+        "--cipher",
+        default="aes128-gcm@openssh.com",
+        help="also time the big file with this cipher preferred ('' to skip)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("rsync") is None:
         raise SystemExit("rsync is not installed: it is the baseline of this benchmark")
@@ -174,7 +211,25 @@ def main(argv: list[str]) -> None:
             shutil.rmtree(targets)
             targets.mkdir(mode=0o755)
             scenario(f"first sync, 1 x {args.big_mb} MB", *first(local_big), big_bytes)
-        table = Table(title="mcpctl sync vs rsync -a over ssh (same sshd, loopback; median)")
+            default_ciphers = ", ".join(sorted(_CIPHERS))
+            if args.cipher:
+                scenario(
+                    f"  same, mcpctl preferring {args.cipher.split('@')[0]}",
+                    lambda: _ours(
+                        target,
+                        local_big,
+                        _fresh_dir(targets, user),
+                        _fresh_cache(work),
+                        args.python,
+                        args.cipher,
+                    ),
+                    lambda: _rsync(server, login, local_big, _fresh_dir(targets, user)),
+                    big_bytes,
+                )
+        table = Table(
+            title=f"mcpctl sync vs rsync -a over ssh (same sshd, loopback; median of {args.repeat})",
+            caption=f"mcpctl's cipher today: {default_ciphers}; rsync: OpenSSH's default",
+        )
         for column in ("scenario", "mcpctl sync", "rsync -a", "ratio (rsync time / ours)", "goal", "met"):
             table.add_column(column, justify="left" if column == "scenario" else "right")
         for name, mine, base, size in rows:

@@ -372,6 +372,8 @@ def provision(
     ec2 = ec2 or (not chosen and cli_ec2.is_ec2_profile(name))  # a re-run of an ec2 profile
     if not ec2 and ec2_options.given():
         raise McpctlError(f"{', '.join(ec2_options.given())} only apply with --ec2.")
+    if ec2 and (host_key is not None or identity_file is not None):
+        raise McpctlError("--host-key and --identity-file do not apply with --ec2: mcpctl makes both keys.")
     if ec2 and dry_run:
         cli_ec2.print_plan(name, ec2_options, as_json=as_json)
         return

@@ -186,6 +186,17 @@ def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+# Other commands' errors end with "run `mcpctl doctor NAME`": advice to run what is running already.
+_DOCTOR_ADVICE = re.compile(
+    r"\s*\(`mcpctl doctor [^`]*` checks each step\)"
+    r"|;?\s*(?:run )?`mcpctl doctor [^`]*`(?: checks each step| to check it)"
+)
+
+
+def _without_doctor_advice(text: str) -> str:
+    return _DOCTOR_ADVICE.sub("", text).replace("?.", "?")
+
+
 def _stderr_tail(errlog: IO[str]) -> str:
     errlog.flush()
     errlog.seek(0)
@@ -409,7 +420,7 @@ class _Doctor:
         try:
             remote = await open_remote(target)
         except McpctlError as exc:
-            self.fail("connect", started, str(exc), self._connect_fix(exc))
+            self.fail("connect", started, _without_doctor_advice(str(exc)), self._connect_fix(exc))
         self.connect_s = _since(started)
         found = "not checked"
         try:
@@ -696,9 +707,9 @@ class _Doctor:
             return
         self.add(Check("spawn", True, spawned[0] - started, self._spawn_detail()))
         stderr = _stderr_tail(errlog)
-        detail = f"no answer to initialize: {_clip(message)}"
-        if stderr and stderr not in detail:
-            detail += f"; stderr: {stderr}"
+        detail = f"no answer to initialize: {_clip(_without_doctor_advice(message))}"
+        if stderr and not _is_answer(exc):
+            detail += f"; it printed: {stderr}"  # it just ended: its last words say why
         self.flag("initialize", spawned[0], detail, self._start_fix(f"{message} {stderr}", exc, spawned[0]))
 
     def _spawn_detail(self) -> str:
@@ -831,6 +842,14 @@ class _Doctor:
             )
             return
         self.add(Check("tool call", True, _since(started), f"{tool}: {_clip(text, 120)}"))
+
+
+def _is_answer(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error the other side sent (its message is the explanation)."""
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
+    return isinstance(exc, MCPError) and exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT)
 
 
 def _fingerprints(keys: Sequence[object]) -> str:

@@ -91,9 +91,9 @@ async def pin_for_host(
         return None
     assert profile.host is not None
     if host_key is not None:
-        key = await verify_host_key(profile.host, profile.port, parse_host_key(host_key))
+        key = await verify_host_key(profile.host, profile.port, parse_host_key(host_key), name=profile.name)
     else:
-        key = await fetch_host_key(profile.host, profile.port)
+        key = await fetch_host_key(profile.host, profile.port, name=profile.name)
         if confirm is None or not confirm(profile.host, profile.port, key.fingerprint):
             raise HostKeyError(
                 f"the host key of {profile.host}:{profile.port} ({key.fingerprint}) was not confirmed; "

@@ -602,14 +602,16 @@ class Proxy:
         """Tell the client what it lost and forget the server; return a start failure, if it was one."""
         self._open = None
         self._link = None
-        link.process.close()
         pending = self.ledger.in_flight
         for line in self.ledger.link_lost():
             await self._to_client(line)
+        # The exit status and the last stderr lines arrive just after the output ends: wait for them
+        # (bounded: a silent link never sends them) before closing the channel for good.
         if link.stderr_task is not None:
             await asyncio.wait({link.stderr_task}, timeout=1.0)
         with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
             await asyncio.wait_for(link.process.wait_closed(), 1.0)
+        link.process.close()
         connection_alive = not link.remote.conn.is_closed()
         log.warning(
             "link #%d lost after %.1f s: %s (%s); %d request(s) in flight answered with an error",

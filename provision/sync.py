@@ -352,7 +352,9 @@ def plan(local: Manifest, remote: Manifest, *, delete: bool) -> SyncPlan:
         have = remote.files.get(path)
         reason = "new" if have is None else _difference(want, have)
         if have is None or reason is not None:
-            upload = Upload(path, want.size, reason or "new", want.local_path, want.mtime_ns, want.mode, want.sha256)
+            upload = Upload(
+                path, want.size, reason or "new", want.local_path, want.mtime_ns, want.mode, want.sha256
+            )
             uploads.append(upload)
             continue
         unchanged.append(path)

@@ -328,14 +328,3 @@ def test_cli_doctor_exit_codes_and_json(sshd: Any, mcpctl_home: Path, tmp_path: 
 
     broken = runner.invoke(app, ["doctor", "nosuch", "--config-path", str(config)])
     assert broken.exit_code != 0 and "profile" in broken.output and "needs attention" in broken.output
-
-
-def test_cli_logs_prints_the_last_lines(sshd: Any, mcpctl_home: Path) -> None:
-    _profile(sshd)
-    path = log_path("demo")
-    path.write_text("".join(f"line {i}\n" for i in range(10)))
-    result = runner.invoke(app, ["logs", "demo", "-n", "3"])
-    assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == ["line 7", "line 8", "line 9"]
-    unknown = runner.invoke(app, ["logs", "nosuch"])
-    assert unknown.exit_code == 2 and "no profile named 'nosuch'" in unknown.output
