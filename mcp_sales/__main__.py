@@ -146,7 +146,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     """Translate CLI options; column overrides are validated here so a typo fails at start-up."""
     columns: dict[str, str] = {}
     if args.column:  # the data layer costs start-up time: import it only when there is work for it
-        from mcp_sales.data import parse_column_overrides
+        from mcp_sales.mapping import parse_column_overrides
 
         columns = parse_column_overrides(args.column)
     from mcp_sales.server import ServerConfig

@@ -105,7 +105,8 @@ def open_store(config: ServerConfig) -> SalesStore:
     Raises:
         DataError: the file is missing or its columns cannot be mapped.
     """
-    from mcp_sales.data import SalesStore, load_mapping
+    from mcp_sales.data import SalesStore
+    from mcp_sales.mapping import load_mapping
 
     overrides = dict(config.columns)
     if config.date_format:

@@ -131,7 +131,6 @@ class _Launch:
     args: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     origin: str = ""  # "entry 'sales-demo'" or "the default command", for messages
-    from_entry: bool = False
 
     @property
     def style(self) -> Literal["proxy", "ssh", "other"]:
@@ -147,6 +146,11 @@ class _Launch:
             login = next((a for a in self.args if "@" in a and not a.startswith("-")), "?")
             return f"ssh {login} `{self.args[-1] if self.args else ''}`"
         return " ".join([_program(self.command) if self.style == "proxy" else self.command, *self.args])
+
+
+def _entry_check(ok: bool, detail: str, fix: str | None = None, *, warning: bool = False) -> Check:
+    """A check of the config entry phase (its time is filled in when it is recorded)."""
+    return Check("config entry", ok, 0.0, detail, fix, warning=warning)
 
 
 class _HardFailure(Exception):
@@ -177,10 +181,16 @@ def _clip(text: str, limit: int = _SHOWN_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _message(exc: BaseException) -> str:
-    """The innermost useful message of an exception (task groups wrap them)."""
+def _innermost(exc: BaseException) -> BaseException:
+    """The first real exception inside exception groups (task groups wrap what their tasks raise)."""
     while isinstance(getattr(exc, "exceptions", None), tuple) and exc.exceptions:  # type: ignore[attr-defined]
         exc = exc.exceptions[0]  # type: ignore[attr-defined]
+    return exc
+
+
+def _message(exc: BaseException) -> str:
+    """The message of the innermost exception; for OS errors, the reason and the file."""
+    exc = _innermost(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
     return str(exc) or type(exc).__name__
@@ -238,9 +248,9 @@ class _Doctor:
         if self.on_check is not None:
             self.on_check(check)
 
-    def flag(self, phase: str, started: float, detail: str, fix: str) -> None:
-        """Record a failed check; the later phases still run."""
-        self.add(Check(phase, False, _since(started), detail, fix))
+    def flag(self, phase: str, started: float, detail: str, fix: str, *, until: float | None = None) -> None:
+        """Record a failed check that took from ``started`` to ``until`` (now); the later phases still run."""
+        self.add(Check(phase, False, (until or time.perf_counter()) - started, detail, fix))
 
     def fail(self, phase: str, started: float, detail: str, fix: str) -> NoReturn:
         """Record a failed check and stop: nothing after it can work.
@@ -380,6 +390,8 @@ class _Doctor:
                 )
                 self.add(Check("host key", True, _since(started), detail, warning=True))
                 return
+            except HostKeyError as exc:  # the server showed no key at all
+                self.fail("host key", started, str(exc), "ask the host's owner to check its sshd setup.")
             if host_key.fingerprint == key.get_fingerprint("sha256"):
                 detail = f"{target.address} presents {host_key.fingerprint}, pinned in {file}"
                 self.add(Check("host key", True, _since(started), detail))
@@ -452,13 +464,18 @@ class _Doctor:
         launch = self.launch
         params = StdioServerParameters(command=launch.command, args=list(launch.args), env=dict(launch.env))
         spawned: list[float] = []
+        released: list[float] = []
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
 
             @asynccontextmanager
             async def transport() -> AsyncIterator[TransportStreams]:
                 async with stdio_client(params, errlog=errlog) as streams:
                     spawned.append(time.perf_counter())  # the process runs: the client's clock starts
-                    yield streams
+                    try:
+                        yield streams
+                    finally:
+                        # The client let go (a failed answer); what follows is the process's shutdown.
+                        released.append(time.perf_counter())
 
             client = Client(
                 transport(),
@@ -474,7 +491,7 @@ class _Doctor:
                     try:
                         await stack.enter_async_context(client)
                     except Exception as exc:
-                        self._start_failed(exc, started, spawned, errlog)
+                        self._start_failed(exc, started, spawned, released, errlog)
                     else:
                         if self._started(started, spawned[0], time.perf_counter(), client):
                             names = await self._list_tools(client)
@@ -513,9 +530,7 @@ class _Doctor:
         try:
             path = self._config_file()
         except ClientConfigError as exc:
-            return Check(
-                "config entry", False, 0, str(exc), "name the config file with --config-path."
-            ), fallback
+            return _entry_check(False, str(exc), "name the config file with --config-path."), fallback
         shown = _shown(path)
         try:
             text = path.read_bytes().decode("utf-8-sig")
@@ -523,17 +538,17 @@ class _Doctor:
         except FileNotFoundError:
             detail = f"{shown} does not exist, so {self.app} starts no server for '{self.name}'; {instead}"
             fix = f"add the entry with {self.config_command}, then restart {self.app}."
-            return Check("config entry", True, 0, detail, fix, warning=True), fallback
+            return _entry_check(True, detail, fix, warning=True), fallback
         except (OSError, UnicodeDecodeError, ClientConfigError) as exc:
             detail = f"{_message(exc)}; {self.app} cannot read any server from it; {instead}"
             fix = f"repair {shown} by hand (or move it away), then run {self.config_command}."
-            return Check("config entry", False, 0, detail, fix), fallback
+            return _entry_check(False, detail, fix), fallback
         servers = data.get(clientconfig.SERVERS_KEY, {})
         key = self._pick(servers)
         if key is None:
             detail = f"{shown} has no entry for profile '{self.name}'; {instead}"
             fix = f"add it with {self.config_command}, then restart {self.app}."
-            return Check("config entry", True, 0, detail, fix, warning=True), fallback
+            return _entry_check(True, detail, fix, warning=True), fallback
         return self._judge(key, servers[key], shown, fallback)
 
     def _pick(self, servers: Mapping[str, object]) -> str | None:
@@ -559,9 +574,7 @@ class _Doctor:
     def _judge(self, key: str, entry: object, shown: str, fallback: _Launch) -> tuple[Check, _Launch]:
         if not isinstance(entry, dict):
             detail = f"entry '{key}' in {shown} is not an object; {self.app} skips it"
-            return Check(
-                "config entry", False, 0, detail, f"rewrite it with {self.config_command}."
-            ), fallback
+            return _entry_check(False, detail, f"rewrite it with {self.config_command}."), fallback
         command, args, env = entry.get("command"), entry.get("args", []), entry.get("env", {})
         if (
             not isinstance(command, str)
@@ -574,20 +587,21 @@ class _Doctor:
             detail = (
                 f"entry '{key}' in {shown} needs a command string, a list of string args and a string env"
             )
-            return Check(
-                "config entry", False, 0, detail, f"rewrite it with {self.config_command}."
-            ), fallback
-        launch = _Launch(command, tuple(args), dict(env), f"entry '{key}'", from_entry=True)
+            return _entry_check(False, detail, f"rewrite it with {self.config_command}."), fallback
+        launch = _Launch(command, tuple(args), dict(env), f"entry '{key}'")
         runs = f"entry '{key}' in {shown} runs {launch.describe()}"
         problem = self._command_problem(command, env)
         if problem is not None:
             hard, what, fix = problem
-            return Check("config entry", not hard, 0, f"{runs}; {what}", fix, warning=not hard), launch
-        if not (claude.is_mcpctl_entry(entry) and self._runs_profile(entry)):
-            what = f"{runs}, which is not an entry mcpctl wrote for profile '{self.name}'"
-            fix = f"if it should run profile '{self.name}', rewrite it with {self.config_command} --force."
-            return Check("config entry", True, 0, what, fix, warning=True), launch
-        return Check("config entry", True, 0, runs), launch
+            return _entry_check(not hard, f"{runs}; {what}", fix, warning=not hard), launch
+        if not claude.is_mcpctl_entry(entry):
+            what = f"{runs}, an entry mcpctl did not write"
+            fix = f"if it should run profile '{self.name}', replace it with {self.config_command} --force."
+            return _entry_check(True, what, fix, warning=True), launch
+        if not self._runs_profile(entry):
+            what = f"{runs}, which is not profile '{self.name}'"
+            return _entry_check(False, what, f"rewrite it with {self.config_command}."), launch
+        return _entry_check(True, runs), launch
 
     def _command_problem(self, command: str, env: Mapping[str, str]) -> tuple[bool, str, str] | None:
         """(hard, what, fix) when the entry's command cannot be started as written, else None."""
@@ -603,7 +617,7 @@ class _Doctor:
                 )
             return (
                 False,
-                f"`{command}` is found on this shell's PATH only, the client may not find it",
+                f"`{command}` is looked up on PATH, and the client's PATH is often shorter than a shell's",
                 rewrite,
             )
         path = Path(command)
@@ -695,10 +709,15 @@ class _Doctor:
     # -------------------------------------------------------------------------------- session
 
     def _start_failed(
-        self, exc: Exception, started: float, spawned: Sequence[float], errlog: IO[str]
+        self,
+        error: Exception,
+        started: float,
+        spawned: Sequence[float],
+        released: Sequence[float],
+        errlog: IO[str],
     ) -> None:
         assert self.launch is not None
-        message = _message(exc)
+        exc, message = _innermost(error), _message(error)
         if not spawned:
             fix = f"rewrite the entry with {self.config_command}."
             if isinstance(exc, PermissionError):
@@ -706,17 +725,19 @@ class _Doctor:
             self.flag("spawn", started, f"cannot start `{self.launch.describe()}`: {message}", fix)
             return
         self.add(Check("spawn", True, spawned[0] - started, self._spawn_detail()))
+        ended = released[0] if released else time.perf_counter()
         stderr = _stderr_tail(errlog)
         detail = f"no answer to initialize: {_clip(_without_doctor_advice(message))}"
         if stderr and not _is_answer(exc):
             detail += f"; it printed: {stderr}"  # it just ended: its last words say why
-        self.flag("initialize", spawned[0], detail, self._start_fix(f"{message} {stderr}", exc, spawned[0]))
+        fix = self._start_fix(f"{message} {stderr}", exc, ended - spawned[0])
+        self.flag("initialize", spawned[0], detail, fix, until=ended)
 
     def _spawn_detail(self) -> str:
         assert self.launch is not None
         return f"started `{self.launch.describe()}` ({self.launch.origin})"
 
-    def _start_fix(self, text: str, exc: Exception, spawned: float) -> str:
+    def _start_fix(self, text: str, exc: BaseException, waited: float) -> str:
         from mcp.shared.exceptions import MCPError
         from mcp_types import REQUEST_TIMEOUT
 
@@ -729,7 +750,7 @@ class _Doctor:
                 f"environment with `mcpctl provision {self.name}`."
             )
         if isinstance(exc, MCPError) and exc.code == REQUEST_TIMEOUT:
-            return self._slow_fix(_since(spawned))
+            return self._slow_fix(waited, gave_up=True)
         if "no profile named" in text:
             return (
                 "the entry's environment (MCPCTL_HOME, XDG_*) points mcpctl at another profile directory: "
@@ -745,8 +766,12 @@ class _Doctor:
             f"`mcpctl provision {self.name}` reinstalls it."
         )
 
-    def _slow_fix(self, start_s: float, spawn_s: float = 0.0) -> str:
-        """Name the part of the start that eats the budget, and what helps with it."""
+    def _slow_fix(self, start_s: float, spawn_s: float = 0.0, *, gave_up: bool = False) -> str:
+        """Name the part of the start that eats the budget, and what helps with it.
+
+        The SSH connection is assumed to take as long as the connect phase's own; the rest of the wait
+        is the server's start (with the local command's own start, which is short).
+        """
         assert self.target is not None
         connect = min(self.connect_s or 0.0, start_s)
         parts = {
@@ -763,10 +788,8 @@ class _Doctor:
             ),
         }
         slowest = max(parts, key=lambda part: parts[part])
-        return (
-            f"the {slowest} takes {parts[slowest]:.1f} s of the {BUDGET_S:.0f} s {self.app} waits: "
-            f"{advice[slowest]}."
-        )
+        took = f"{'over ' if gave_up else ''}{parts[slowest]:.1f} s"
+        return f"the {slowest} takes {took} of the {BUDGET_S:.0f} s {self.app} waits: {advice[slowest]}."
 
     def _started(self, started: float, spawned: float, answered: float, client: Client) -> bool:
         self.add(Check("spawn", True, spawned - started, self._spawn_detail()))
@@ -892,10 +915,8 @@ def run_doctor(
         timeout: Seconds each MCP request (initialize, tools/list, the tool call) may take.
 
     Returns:
-        Every phase's check, in :data:`PHASES` order.
-
-    Raises:
-        ProfileError: The local state directories cannot be created.
+        Every phase's check, in :data:`PHASES` order. No :class:`McpctlError` escapes: each problem
+        found, including a missing profile, is a failed check.
     """
     return anyio.run(
         lambda: diagnose(

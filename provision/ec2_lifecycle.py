@@ -94,12 +94,17 @@ def ec2_profile(name: str, command: str) -> tuple[Profile, str]:
             f"`mcpctl {command}` applies only to EC2 profiles, and '{name}' is a {profile.kind} profile"
             + (f"; {instead}." if instead else ".")
         )
+    return profile, _region(profile)
+
+
+def _region(profile: Profile) -> str:
     region = profile.ec2.region if profile.ec2 is not None else None
     if not region:
         raise ProfileError(
-            f"profile '{name}' records no EC2 region; re-run `mcpctl provision {name} --ec2 --region REGION`."
+            f"profile '{profile.name}' records no EC2 region; "
+            f"re-run `mcpctl provision {profile.name} --ec2 --region REGION`."
         )
-    return profile, region
+    return region
 
 
 def status_profile(name: str, *, runtime: Ec2Runtime = DEFAULT_RUNTIME) -> Ec2Status:
@@ -165,8 +170,7 @@ def ensure_running(
     """
     if profile.kind != "ec2":
         return profile
-    _, region = ec2_profile(profile.name, "start")
-    updated, _ = _ensure_running(profile, region, on_phase or silent, runtime)
+    updated, _ = _ensure_running(profile, _region(profile), on_phase or silent, runtime)
     return updated
 
 

@@ -70,8 +70,15 @@ class Ec2Runtime:
     host_key_factory: HostKeyFactory | None = None
 
     def clients_for(self, region: str) -> Ec2Clients:
-        """The clients of ``region``."""
-        return self.clients(region) if self.clients is not None else make_clients(region)
+        """The clients of ``region``.
+
+        Raises:
+            CloudError: boto3 cannot build them (e.g. AWS_PROFILE names a profile that does not exist).
+        """
+        from provision.aws_errors import translated
+
+        with translated(region):
+            return self.clients(region) if self.clients is not None else make_clients(region)
 
 
 DEFAULT_RUNTIME = Ec2Runtime()
@@ -102,10 +109,21 @@ def existing_ec2_profile(name: str) -> Profile | None:
 
 
 def default_region() -> str | None:
-    """The region boto3 would use (AWS_REGION, AWS_DEFAULT_REGION, the profile's config), or None."""
-    import boto3
+    """The region boto3 would use (AWS_REGION, AWS_DEFAULT_REGION, the AWS config), or None.
 
-    return boto3.Session().region_name
+    Raises:
+        CloudError: the AWS configuration cannot be read (e.g. AWS_PROFILE names no profile).
+    """
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return boto3.Session().region_name
+    except BotoCoreError as exc:
+        raise CloudError(
+            f"Cannot read your AWS configuration: {exc}.",
+            hint="Fix AWS_PROFILE or ~/.aws/config, or pass --region.",
+        ) from exc
 
 
 def resolve_spec(

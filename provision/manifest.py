@@ -198,6 +198,15 @@ def project_sources(project_root: Path, data_files: Sequence[Path], remote_dir: 
 # ------------------------------------------------------------------------------------------- hashing
 
 
+def file_mode(st: os.stat_result) -> int:
+    """The permission bits to give the host's copy of a local file.
+
+    Windows reports every file as 0o666 (or 0o444): that would make the copies world-writable, so
+    files from Windows get 0o644.
+    """
+    return stat.S_IMODE(st.st_mode) if os.name != "nt" else 0o644
+
+
 def file_sha256(path: Path) -> str:
     """Return the hex sha256 of a local file.
 
@@ -399,7 +408,7 @@ def local_manifest(
                 sha = cache.hash(path, st.st_size, st.st_mtime_ns) if cache else file_sha256(path)
             else:
                 sha = cache.get(path, st.st_size, st.st_mtime_ns) if cache else None
-            files[rel] = FileEntry(st.st_size, st.st_mtime_ns, sha, stat.S_IMODE(st.st_mode), path)
+            files[rel] = FileEntry(st.st_size, st.st_mtime_ns, sha, file_mode(st), path)
     except OSError as exc:
         raise McpctlError(
             f"cannot read {exc.filename or root} ({exc.strerror or exc}); fix its permissions or add it "

@@ -26,7 +26,6 @@ import json
 import os
 import posixpath
 import secrets
-import stat
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -47,9 +46,11 @@ from provision.manifest import (
     HashCache,
     Manifest,
     SyncSource,
+    file_mode,
     local_manifest,
     manifest_from_listing,
     merge,
+    project_sources,
     temp_name,
 )
 
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
 
 REMOTE_PYTHON = "python3"  # pass the absolute path bootstrap's probe found (HostFacts.python) when known
 STREAM_MAX_FILE = 256 * 1024  # files up to this size go in the stream, larger ones over SFTP
-STREAM_CHUNK = 256 * 1024  # bytes buffered before each write to the stream
+STREAM_CHUNK = 1024 * 1024  # bytes buffered before each write to the stream (and progress report)
 SFTP_SESSIONS = 4  # SFTP sessions for large files (each is one of the connection's 8 channels)
 SFTP_REQUESTS = 16  # writes in flight per file: 16 x 255 KiB covers sshd's 2 MiB channel window
 SFTP_MIN_BLOCK = 32 * 1024  # every SFTP server accepts writes this large
@@ -613,8 +614,7 @@ def _local_error(upload: Upload, exc: OSError) -> McpctlError:
 
 
 def _sent(upload: Upload, st: os.stat_result, size: int, sha: str) -> FileEntry:
-    mode = stat.S_IMODE(st.st_mode)
-    return FileEntry(size, st.st_mtime_ns, sha, mode, upload.local_path, st.st_mtime_ns)
+    return FileEntry(size, st.st_mtime_ns, sha, file_mode(st), upload.local_path, st.st_mtime_ns)
 
 
 async def _stream(
@@ -664,8 +664,9 @@ async def _discard(sftp: asyncssh.SFTPClient, path: str) -> None:
 
 
 async def _sftp_error(
-    remote: Remote, root: str, path: str, exc: asyncssh.SFTPError, left: int, python: str
+    remote: Remote, root: str, path: str, exc: asyncssh.SFTPError, size: int, python: str
 ) -> McpctlError:
+    """Translate an SFTP failure writing ``path`` (``size`` bytes; our temp file is already removed)."""
     if isinstance(exc, (asyncssh.SFTPNoSpaceOnFilesystem, asyncssh.SFTPQuotaExceeded)):
         return _write_error(remote, root, path, errno.ENOSPC, exc.reason)
     if isinstance(exc, asyncssh.SFTPPermissionDenied):
@@ -676,20 +677,16 @@ async def _sftp_error(
         with contextlib.suppress(McpctlError):
             async with _agent(remote, python) as agent:
                 free = await agent.call(root, {"op": "free", "path": posixpath.dirname(path)})
-            if isinstance(free, int) and free < max(left, SFTP_MIN_BLOCK):
+            if isinstance(free, int) and free < max(size, SFTP_MIN_BLOCK):
                 return _write_error(remote, root, path, errno.ENOSPC, f"{exc.reason}, {_size(free)} free")
     return _write_error(remote, root, path, 0, exc.reason)
 
 
-async def _settle(
-    pending: set[asyncio.Future[int]], tracker: _Tracker
-) -> tuple[set[asyncio.Future[int]], int]:
+async def _settle(pending: set[asyncio.Future[int]], tracker: _Tracker) -> set[asyncio.Future[int]]:
+    """Wait for at least one write to be acknowledged; count what was; return the rest."""
     done, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-    acked = 0
-    for task in done:
-        acked += task.result()
-    tracker.add(acked)
-    return rest, acked
+    tracker.add(sum(task.result() for task in done))
+    return rest
 
 
 async def _sftp_put(
@@ -719,7 +716,7 @@ async def _sftp_put(
         st = os.fstat(local.fileno())
         pending: set[asyncio.Future[int]] = set()
         ahead: asyncio.Future[bytes] | None = None
-        offset = acked = 0
+        offset = 0
         try:
             handle = await sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600), block_size=0)
             try:
@@ -729,13 +726,11 @@ async def _sftp_put(
                     pending.add(asyncio.ensure_future(handle.write(data, offset)))
                     offset += len(data)
                     while len(pending) >= SFTP_REQUESTS:
-                        pending, done = await _settle(pending, tracker)
-                        acked += done
+                        pending = await _settle(pending, tracker)
                 while pending:
-                    pending, done = await _settle(pending, tracker)
-                    acked += done
+                    pending = await _settle(pending, tracker)
                 mtime = st.st_mtime_ns // NS
-                attrs = asyncssh.SFTPAttrs(permissions=stat.S_IMODE(st.st_mode), atime=mtime, mtime=mtime)
+                attrs = asyncssh.SFTPAttrs(permissions=file_mode(st), atime=mtime, mtime=mtime)
                 await handle.setstat(attrs)
             except BaseException:
                 for task in pending:
@@ -754,7 +749,7 @@ async def _sftp_put(
                 raise _dropped(remote, exc) from exc
             await _discard(sftp, tmp)
             if isinstance(exc, asyncssh.SFTPError):
-                raise await _sftp_error(remote, root, dst, exc, st.st_size - acked, python) from exc
+                raise await _sftp_error(remote, root, dst, exc, st.st_size, python) from exc
             if isinstance(exc, OSError):
                 raise _local_error(upload, exc) from exc
             raise
@@ -1057,3 +1052,25 @@ def _offset(progress: ProgressCallback | None, base: SyncProgress) -> ProgressCa
         )
 
     return report
+
+
+__all__ = [
+    "REMOTE_PYTHON",
+    "FileEntry",
+    "HashCache",
+    "Manifest",
+    "ProgressCallback",
+    "SyncPlan",
+    "SyncProgress",
+    "SyncReport",
+    "SyncResult",
+    "SyncSource",
+    "Upload",
+    "apply",
+    "is_safe_path",
+    "local_manifest",
+    "plan",
+    "project_sources",
+    "remote_manifest",
+    "sync",
+]

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_sales.data import ColumnMapping, SalesData, SalesStore, load_mapping
+from mcp_sales.data import SalesData, SalesStore
+from mcp_sales.mapping import ColumnMapping, load_mapping
 from mcp_sales.sample import generate_sample
 
 AWKWARD_OVERRIDES = {

@@ -24,8 +24,9 @@ from mcp_sales.analytics import (
     summarize,
     top_products,
 )
-from mcp_sales.data import ColumnMapping, SalesData, SalesStore
+from mcp_sales.data import SalesData, SalesStore
 from mcp_sales.errors import InvalidInput
+from mcp_sales.mapping import ColumnMapping
 
 DATASETS = ("sample_data", "awkward_data", "parquet_data")
 

@@ -83,6 +83,17 @@ def test_parse_probe_ignores_rc_file_noise_before_the_marker() -> None:
     assert parse_probe(noise + GOOD_PROBE) == GOOD
 
 
+def test_parse_probe_takes_nothing_from_the_noise_even_what_the_probe_left_out() -> None:
+    noise = "distro=Evil OS 1.0\nhas_venv=1\nfree_kb=99999999\n"
+    probe = "\n".join(
+        line for line in GOOD_PROBE.splitlines() if not line.startswith(("distro=", "has_venv=", "free_kb="))
+    )
+    facts = parse_probe(noise + probe)
+    assert facts.distro == "unknown"
+    assert facts.has_venv is False
+    assert facts.free_mb == -1
+
+
 def test_parse_probe_without_the_marker_is_a_remote_error() -> None:
     with pytest.raises(RemoteError, match="/bin/sh"):
         parse_probe("os=Linux\npython=/usr/bin/python3\n")

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import asyncssh
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from provision import provisioner, sandbox
 from provision.cli import app
@@ -317,14 +317,15 @@ def test_provision_of_a_new_profile_without_a_host_says_how(mcpctl_home: Path) -
 def test_provision_with_a_wrong_host_key_is_exit_4_and_saves_nothing(
     mcpctl_home: Path, sshd: SshdServer, tmp_path: Path
 ) -> None:
-    wrong = "SHA256:" + "A" * 43
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh").decode()
+    wrong = str(asyncssh.import_public_key(other).get_fingerprint("sha256"))
     result = run(
         "provision",
         "wrong",
         "--host",
         f"{sshd.user}@{sshd.host}:{sshd.port}",
         "--host-key",
-        wrong,
+        other,
         "--identity-file",
         str(sshd.client_key),
         "--remote-dir",

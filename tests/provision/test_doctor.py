@@ -54,9 +54,11 @@ def _configure(profile: Profile, path: Path, style: claude.Style = "proxy") -> P
     return path
 
 
-def _doctor(name: str, config: Path, **options: Any) -> tuple[DoctorReport, list[Check]]:
+def _doctor(
+    name: str, config: Path, *, timeout: float = BOUND, **options: Any
+) -> tuple[DoctorReport, list[Check]]:
     seen: list[Check] = []
-    report = run_doctor(name, config_path=config, on_check=seen.append, timeout=BOUND, **options)
+    report = run_doctor(name, config_path=config, on_check=seen.append, timeout=timeout, **options)
     return report, seen
 
 
@@ -290,6 +292,24 @@ def test_no_python_on_the_host_fails_initialize_and_says_provision(
     assert not init.ok and "exit status 127" in init.detail
     assert "`mcpctl provision demo`" in (init.fix or "")
     assert str(empty / ".venv" / "bin" / "python") in (init.fix or "")
+    _assert_skipped_after(report, "initialize")
+
+
+def test_a_server_that_never_answers_fails_initialize_and_names_the_slow_part(
+    sshd: Any, mcpctl_home: Path, tmp_path: Path
+) -> None:
+    remote_dir = tmp_path / "silent"
+    python = remote_dir / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\nexec cat >/dev/null\n")  # starts, reads its stdin, never answers
+    python.chmod(0o755)
+    config = _configure(_profile(sshd, remote_dir=str(remote_dir)), tmp_path / "claude.json")
+    report, _ = _doctor("demo", config, timeout=3.0)  # well above a loopback connect, however loaded
+    assert "present" in _check(report, "connect").detail
+    init = _check(report, "initialize")
+    assert not init.ok and "timed out" in init.detail
+    assert init.fix is not None and init.fix.startswith("the server's start on the host takes over")
+    assert "`mcpctl logs demo`" in init.fix
     _assert_skipped_after(report, "initialize")
 
 

@@ -147,15 +147,21 @@ def project_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
+def seeded(moto_account: MotoAccount) -> ec2.Ec2Clients:
+    """The module's moto account, emptied and seeded once (tests use distinct profile names)."""
+    return moto_account.fresh()
+
+
+@pytest.fixture(scope="module")
 def provisioned(
-    moto_account: MotoAccount,
+    seeded: ec2.Ec2Clients,
     sshd: SshdServer,
     home: Path,
     project_copy: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Provisioned:
     """Profile 'shop' provisioned once: launched in moto, pinned, bootstrapped on the sshd fixture."""
-    clients = moto_account.fresh()
+    clients = seeded
     runtime = Ec2Runtime(
         clients=lambda _region: clients,
         pacing=Pacing(poll_s=0, timeout_s=60),
@@ -242,13 +248,13 @@ def test_rerun_is_idempotent(provisioned: Provisioned) -> None:
 
 
 def test_stop_then_start_moves_the_host_and_the_pin_still_holds(
-    provisioned: Provisioned, moto_account: MotoAccount, monkeypatch: pytest.MonkeyPatch
+    provisioned: Provisioned, seeded: ec2.Ec2Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rt = provisioned.runtime
     before = load_profile("shop")
 
     # `mcpctl stop` through the CLI (no SSH involved), `mcpctl status --json` sees it
-    monkeypatch.setattr(ec2_provision, "make_clients", lambda _region: moto_account.clients)
+    monkeypatch.setattr(ec2_provision, "make_clients", lambda _region: seeded)
     stopped = CliRunner().invoke(app, ["stop", "shop"])
     assert stopped.exit_code == 0, stopped.output
     assert "shop stopped" in flat(stopped.output) and "mcpctl start shop" in flat(stopped.output)
@@ -310,7 +316,7 @@ def test_destroy_removes_everything_in_aws_and_locally(provisioned: Provisioned,
 
 
 def test_a_host_presenting_another_key_is_refused(
-    provisioned: Provisioned, sshd: SshdServer, moto_account: MotoAccount, monkeypatch: pytest.MonkeyPatch
+    provisioned: Provisioned, sshd: SshdServer, seeded: ec2.Ec2Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The real default: a freshly generated host key. The stand-in host presents its own key instead,
     # exactly what a man in the middle would do: the first connection must fail, not trust it.
@@ -323,7 +329,7 @@ def test_a_host_presenting_another_key_is_refused(
     assert profile.host_key_alias in pinned and sshd.host_key_line.split()[1] not in pinned
 
     # `mcpctl destroy --yes --json` cleans it up
-    monkeypatch.setattr(ec2_provision, "make_clients", lambda _region: moto_account.clients)
+    monkeypatch.setattr(ec2_provision, "make_clients", lambda _region: seeded)
     result = CliRunner().invoke(app, ["destroy", "rogue", "--yes", "--json"])
     assert result.exit_code == 0, result.output
     removed = json.loads(result.stdout)
@@ -377,6 +383,12 @@ def test_resolve_spec_without_any_region(monkeypatch: pytest.MonkeyPatch, tmp_pa
     with pytest.raises(CloudError, match="No AWS region") as err:
         resolve_spec("web", None)
     assert err.value.exit_code == 7 and "--region" in str(err.value)
+    # a misspelt AWS_PROFILE is one clear line too, not a traceback
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(CloudError, match="no-such-profile"):
+        resolve_spec("web", None)
+    with pytest.raises(CloudError, match="no-such-profile"):
+        Ec2Runtime().clients_for(REGION)
 
 
 @pytest.mark.parametrize(
@@ -449,9 +461,9 @@ def test_ensure_running_leaves_other_kinds_alone() -> None:
 
 
 def test_cli_dry_run_prints_the_plan_and_creates_nothing(
-    provisioned: Provisioned, moto_account: MotoAccount, mcpctl_home: Path, monkeypatch: pytest.MonkeyPatch
+    seeded: ec2.Ec2Clients, mcpctl_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ec2_provision, "make_clients", lambda _region: moto_account.clients)
+    monkeypatch.setattr(ec2_provision, "make_clients", lambda _region: seeded)
     argv = ["provision", "plan1", "--ec2", "--region", REGION, "--ssh-cidr", MY_CIDR, "--dry-run"]
     shown = CliRunner().invoke(app, [*argv, "--instance-type", "t4g.small"])
     assert shown.exit_code == 0, shown.output
@@ -467,11 +479,9 @@ def test_cli_dry_run_prints_the_plan_and_creates_nothing(
     assert plan["dry_run"] and plan["autostop_minutes"] == 0 and plan["hourly_usd"] == pytest.approx(0.0208)
     assert [s["action"] for s in plan["steps"]] == ["create", "create", "authorize", "create"]
 
-    assert live(moto_account.clients, "plan1") == []
+    assert live(seeded, "plan1") == []
     assert (
-        moto_account.clients.ec2.describe_key_pairs(
-            Filters=[{"Name": "key-name", "Values": ["mcpctl-plan1"]}]
-        )["KeyPairs"]
+        seeded.ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["mcpctl-plan1"]}])["KeyPairs"]
         == []
     )
     assert not (profiles_dir() / "plan1.toml").exists() and not (keys_dir() / "mcpctl-plan1").exists()

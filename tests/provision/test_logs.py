@@ -105,8 +105,9 @@ def test_follow_carries_on_across_a_rotation(tmp_path: Path) -> None:
     assert next(lines) == "before"
     _append(path, "last words\nno end")  # written just before the rotation
     path.rename(tmp_path / "x.log.1")  # what RotatingFileHandler does
-    path.write_text("fresh 1\nfresh 2\n")
-    assert [next(lines) for _ in range(4)] == ["last words", "no end", "fresh 1", "fresh 2"]
+    fresh = ["fresh 1", "fresh 2 " + "x" * 100]  # longer than the old file: only its identity changed
+    path.write_text("\n".join(fresh) + "\n")
+    assert [next(lines) for _ in range(4)] == ["last words", "no end", *fresh]
 
 
 def test_follow_restarts_from_the_top_after_a_truncation(tmp_path: Path) -> None:

@@ -490,9 +490,9 @@ async def test_cancelled_sync_keeps_old_versions_and_next_sync_completes(
 ) -> None:
     remote_root = tmp_path / "remote"
     source = SyncSource(local, str(remote_root))
-    # sftp: one 8 MiB file (32 pipelined blocks); stream: 40 small files (16 stream chunks).
+    # sftp: one 4 MiB file (16 pipelined blocks); stream: 40 small files (16 stream chunks).
     changed = ["data/big.bin"] if how == "sftp" else [f"many/f{i}.bin" for i in range(40)]
-    size = (8 << 20) if how == "sftp" else STREAM_MAX_FILE * 2 // 5
+    size = (4 << 20) if how == "sftp" else STREAM_MAX_FILE * 2 // 5
     for rel in changed:
         write(local / rel, os.urandom(size))
     with anyio.fail_after(TIMEOUT):
@@ -539,7 +539,7 @@ async def test_dropped_connection_leaves_old_files_and_next_sync_cleans_temps(
     remote_root = tmp_path / "remote"
     source = SyncSource(local, str(remote_root))
     changed = ["data/big.bin"] if how == "sftp" else [f"many/f{i}.bin" for i in range(40)]
-    size = (16 << 20) if how == "sftp" else STREAM_MAX_FILE * 2 // 5
+    size = (4 << 20) if how == "sftp" else STREAM_MAX_FILE * 2 // 5
     for rel in changed:
         write(local / rel, os.urandom(size))
     with anyio.fail_after(TIMEOUT):

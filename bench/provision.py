@@ -1,0 +1,293 @@
+"""``mcpctl provision``: a full first install, then re-runs of an already-provisioned host.
+
+Two hosts, each with its own fresh ``MCPCTL_HOME`` and remote directory:
+
+- a real OpenSSH sshd on 127.0.0.1 (``bench/_sshd.py``);
+- the sandbox host (``mcpctl sandbox``), started for the run and stopped after it.
+
+On each: one first provision (probe, sync, pip installs uv, ``uv sync --frozen``, self-check), then
+``--repeat`` re-runs through the library (``provisioner.provision_*`` in a fresh event loop each) and as
+many through the command line (``mcpctl provision NAME`` as a subprocess: interpreter start-up and
+imports included), interleaved. Goal: a re-run of an up-to-date host in under 2 s (median). The baseline
+is the floor every re-run pays at least once: a fresh OpenSSH login running ``true``.
+
+A re-run is a no-op only while the checkout does not change; the table counts the re-runs that found
+nothing to do (one that sent files also re-ran the self-check, which costs seconds).
+
+As root the sshd host is reached as a separate account without rc files (``mcpctl-bench``, created if
+missing), as ``bench sync`` does, so that the table measures mcpctl, not this machine's ``~/.bashrc``;
+that account's uv cache starts empty, so its first install downloads every wheel. ``--as-me`` logs in
+as the current user instead. Usage: ``python -m bench provision [--repeat N] [--as-me] [--skip-sandbox]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from rich.console import Console
+from rich.table import Table
+
+from bench._sshd import running_sshd
+from provision import provisioner, sandbox
+from provision.profiles import known_hosts_path
+from provision.provisioner import ProvisionResult
+
+BENCH_USER = "mcpctl-bench"
+GOAL_S = 2.0
+MCPCTL = Path(sys.executable).with_name("mcpctl")  # the console script of this environment
+RUN_TIMEOUT = 1800.0  # seconds for one provision (a first install on a cold cache downloads every wheel)
+
+
+@dataclass
+class HostResult:
+    """What was measured on one host."""
+
+    host: str
+    login: str
+    first_s: float = 0.0
+    first_phases: list[tuple[str, float, str]] = field(default_factory=list)
+    library: list[float] = field(default_factory=list)
+    library_noops: int = 0
+    cli: list[float] = field(default_factory=list)
+    cli_noops: int = 0
+    floor: list[float] = field(default_factory=list)
+
+
+def _bench_user(as_me: bool) -> str | None:
+    """The account to log in as (None: the current one), created without rc files when root."""
+    if as_me or os.geteuid() != 0 or shutil.which("useradd") is None:
+        return None
+    try:
+        pwd.getpwnam(BENCH_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", BENCH_USER], check=True)
+    # A root sshd with UsePAM no refuses a locked account ('!' password); '*' means no password.
+    subprocess.run(["usermod", "-p", "*", BENCH_USER], check=True)
+    return BENCH_USER
+
+
+@contextmanager
+def _home(path: Path) -> Iterator[Path]:
+    """Point MCPCTL_HOME at ``path`` for the library calls and the subprocesses started meanwhile."""
+    old = os.environ.get("MCPCTL_HOME")
+    os.environ["MCPCTL_HOME"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("MCPCTL_HOME", None)
+        else:
+            os.environ["MCPCTL_HOME"] = old
+
+
+def _timed(call: Callable[[], ProvisionResult]) -> tuple[float, ProvisionResult]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def _library(provision: Callable[[], ProvisionResult]) -> tuple[float, bool]:
+    seconds, result = _timed(provision)
+    return seconds, result.report.up_to_date
+
+
+def _cli(args: list[str]) -> tuple[float, bool]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(MCPCTL), "provision", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"mcpctl provision {' '.join(args)} failed:\n{done.stderr}")
+    return seconds, bool(json.loads(done.stdout)["up_to_date"])
+
+
+def _ssh_true(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([*command, "true"], check=True, stdin=subprocess.DEVNULL, timeout=60, capture_output=True)
+    return time.perf_counter() - started
+
+
+def _ssh_command(host: str, port: int, user: str, key: Path, known_hosts: Path) -> list[str]:
+    return [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-i",
+        str(key),
+        "-p",
+        str(port),
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        f"{user}@{host}",
+    ]
+
+
+def _rerun(
+    result: HostResult,
+    repeat: int,
+    library: Callable[[], ProvisionResult],
+    cli_args: list[str],
+    floor: list[str],
+    console: Console,
+) -> None:
+    """Interleave library re-runs, CLI re-runs and the ssh floor, so that background load hits all."""
+    for i in range(repeat):
+        console.print(f"  re-run {i + 1}/{repeat}")
+        seconds, noop = _library(library)
+        result.library.append(seconds)
+        result.library_noops += noop
+        seconds, noop = _cli(cli_args)
+        result.cli.append(seconds)
+        result.cli_noops += noop
+        result.floor.append(_ssh_true(floor))
+
+
+def bench_sshd(work: Path, repeat: int, as_me: bool, console: Console) -> HostResult:
+    """First provision and re-runs of a real sshd's host (this machine, over loopback)."""
+    user = _bench_user(as_me)
+    work.mkdir(mode=0o755)
+    remote_base = work / "remote"
+    remote_base.mkdir(mode=0o755)
+    if user is not None:
+        shutil.chown(remote_base, user=user)
+    with running_sshd(work / "sshd") as server, _home(work / "home"):
+        # The bench account reads authorized_keys under the sshd directory.
+        (work / "sshd").chmod(0o755)
+        (work / "sshd" / "authorized_keys").chmod(0o644)
+        login = user or server.user
+        host_key = server.known_hosts.read_text().split(None, 1)[1].strip()  # drop "[127.0.0.1]:PORT"
+        result = HostResult("OpenSSH sshd", login)
+        name = "bench-sshd"
+        console.print(f"sshd on {server.host}:{server.port}: first provision as {login}")
+
+        async def first() -> ProvisionResult:
+            with anyio.fail_after(RUN_TIMEOUT):
+                return await provisioner.provision_host(
+                    name,
+                    host_spec=f"{login}@{server.host}:{server.port}",
+                    host_key=host_key,
+                    identity_file=server.client_key,
+                    remote_dir=str(remote_base / "app"),
+                )
+
+        result.first_s, done = _timed(lambda: anyio.run(first))
+        result.first_phases = done.report.phases
+
+        async def again() -> ProvisionResult:
+            with anyio.fail_after(RUN_TIMEOUT):
+                return await provisioner.provision_host(name)
+
+        floor = _ssh_command(server.host, server.port, login, server.client_key, known_hosts_path(name))
+        _rerun(result, repeat, lambda: anyio.run(again), [name], floor, console)
+    return result
+
+
+def bench_sandbox(work: Path, repeat: int, console: Console) -> HostResult:
+    """First provision and re-runs of the sandbox host (started here, stopped at the end)."""
+    work.mkdir(mode=0o700)
+    with _home(work / "home"):
+        name = "bench-sandbox"
+        try:
+            console.print("sandbox: first provision")
+
+            async def provision() -> ProvisionResult:
+                with anyio.fail_after(RUN_TIMEOUT):
+                    return await provisioner.provision_sandbox(name)
+
+            seconds, done = _timed(lambda: anyio.run(provision))
+            result = HostResult("sandbox", done.profile.user, seconds, done.report.phases)
+            profile = done.profile
+            assert profile.host is not None and profile.identity_file is not None
+            floor = _ssh_command(
+                profile.host, profile.port, profile.user, profile.identity_file, known_hosts_path(name)
+            )
+            _rerun(result, repeat, lambda: anyio.run(provision), [name, "--sandbox"], floor, console)
+        finally:
+            sandbox.down()
+    return result
+
+
+def _median(samples: list[float]) -> float:
+    return statistics.median(samples) if samples else float("nan")
+
+
+def _table(results: list[HostResult], repeat: int) -> Table:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    table = Table(
+        title="mcpctl provision: first install and re-runs of an up-to-date host (loopback; median)",
+        caption=f"{os.cpu_count()} cores, load average {load:.1f}; "
+        f"{repeat} re-runs of each kind, interleaved",
+    )
+    for column in ("host", "run", "time", "vs ssh true", "no-ops", "goal", "met"):
+        table.add_column(column, justify="left" if column in ("host", "run", "goal") else "right")
+    for r in results:
+        floor = _median(r.floor)
+        phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds, _ in r.first_phases)
+        table.add_row(f"{r.host} ({r.login})", "first provision", f"{r.first_s:.1f} s", "", "", "", "")
+        table.add_row("", f"  [dim]{phases}[/dim]", "", "", "", "", "")
+        for label, samples, noops in (
+            ("re-run, library", r.library, r.library_noops),
+            ("re-run, `mcpctl provision`", r.cli, r.cli_noops),
+        ):
+            median = _median(samples)
+            table.add_row(
+                "",
+                label,
+                f"{median:.2f} s",
+                f"{median / floor:.1f}x",
+                f"{noops}/{len(samples)}",
+                f"< {GOAL_S:g} s",
+                "yes" if median < GOAL_S else "NO",
+            )
+        table.add_row("", "baseline: `ssh host true`", f"{floor:.2f} s", "1.0x", "", "", "")
+    return table
+
+
+def main(argv: list[str]) -> None:
+    """Run the benchmark and print the table (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m bench provision", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="re-runs of each kind (default 5)")
+    parser.add_argument("--as-me", action="store_true", help="log in to sshd as the current user")
+    parser.add_argument("--skip-sandbox", action="store_true", help="measure the sshd host only")
+    parser.add_argument("--skip-sshd", action="store_true", help="measure the sandbox only")
+    args = parser.parse_args(argv)
+    if not MCPCTL.exists():
+        raise SystemExit(f"{MCPCTL} is missing; run the benchmark with `uv run python -m bench provision`.")
+    console = Console(stderr=True)
+    work = Path(tempfile.mkdtemp(prefix="mcpctl-bench-provision-"))
+    work.chmod(0o755)  # the bench account writes its remote directory below it
+    results: list[HostResult] = []
+    try:
+        if not args.skip_sshd:
+            results.append(bench_sshd(work / "sshd-host", args.repeat, args.as_me, console))
+        if not args.skip_sandbox:
+            results.append(bench_sandbox(work / "sandbox-host", args.repeat, console))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    Console(width=max(Console().width, 120)).print(_table(results, args.repeat))
