@@ -11,8 +11,10 @@ many through the command line (``mcpctl provision NAME`` as a subprocess: interp
 imports included), interleaved. Goal: a re-run of an up-to-date host in under 2 s (median). The baseline
 is the floor every re-run pays at least once: a fresh OpenSSH login running ``true``.
 
-A re-run is a no-op only while the checkout does not change; the table counts the re-runs that found
-nothing to do (one that sent files also re-ran the self-check, which costs seconds).
+What is installed is a copy of the checkout taken at the start (the files ``mcpctl sync`` sends), and
+the command line runs from that copy too: a re-run is a no-op only while the code does not change, and
+an edit saved during the run would otherwise make a re-run send files and repeat the self-check. The
+table still counts the re-runs that found nothing to do.
 
 As root the sshd host is reached as a separate account without rc files (``mcpctl-bench``, created if
 missing), as ``bench sync`` does, so that the table measures mcpctl, not this machine's ``~/.bashrc``;
@@ -43,12 +45,15 @@ from rich.table import Table
 
 from bench._sshd import running_sshd
 from provision import provisioner, sandbox
+from provision.manifest import local_manifest, project_sources
 from provision.profiles import known_hosts_path
 from provision.provisioner import ProvisionResult
 
 BENCH_USER = "mcpctl-bench"
 GOAL_S = 2.0
-MCPCTL = Path(sys.executable).with_name("mcpctl")  # the console script of this environment
+REPO = Path(__file__).resolve().parent.parent
+# `mcpctl` as its console script does it, importable from any checkout put first on PYTHONPATH.
+MCPCTL = [sys.executable, "-c", "from provision.cli import app; app(prog_name='mcpctl')"]
 RUN_TIMEOUT = 1800.0  # seconds for one provision (a first install on a cold cache downloads every wheel)
 
 
@@ -80,6 +85,34 @@ def _bench_user(as_me: bool) -> str | None:
     return BENCH_USER
 
 
+def _freeze_checkout(destination: Path) -> Path:
+    """Copy the files ``mcpctl sync`` sends (and the ignore file) to ``destination``."""
+    code = project_sources(REPO, [], "/checkout")[0]
+    for rel, entry in local_manifest(code, hash_files=False).files.items():
+        assert entry.local_path is not None
+        (destination / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(entry.local_path, destination / rel)
+    if (REPO / ".mcpignore").is_file():
+        shutil.copy2(REPO / ".mcpignore", destination / ".mcpignore")
+    return destination
+
+
+@contextmanager
+def _from_checkout(checkout: Path) -> Iterator[None]:
+    """Provision from ``checkout``: the library here, and the command line started meanwhile."""
+    saved_root, saved_path = provisioner.project_root, os.environ.get("PYTHONPATH")
+    provisioner.project_root = lambda: checkout
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(checkout), saved_path) if p)
+    try:
+        yield
+    finally:
+        provisioner.project_root = saved_root
+        if saved_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved_path
+
+
 @contextmanager
 def _home(path: Path) -> Iterator[Path]:
     """Point MCPCTL_HOME at ``path`` for the library calls and the subprocesses started meanwhile."""
@@ -108,7 +141,7 @@ def _library(provision: Callable[[], ProvisionResult]) -> tuple[float, bool]:
 def _cli(args: list[str]) -> tuple[float, bool]:
     started = time.perf_counter()
     done = subprocess.run(
-        [str(MCPCTL), "provision", *args, "--json"],
+        [*MCPCTL, "provision", *args, "--json"],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -277,17 +310,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--skip-sandbox", action="store_true", help="measure the sshd host only")
     parser.add_argument("--skip-sshd", action="store_true", help="measure the sandbox only")
     args = parser.parse_args(argv)
-    if not MCPCTL.exists():
-        raise SystemExit(f"{MCPCTL} is missing; run the benchmark with `uv run python -m bench provision`.")
     console = Console(stderr=True)
     work = Path(tempfile.mkdtemp(prefix="mcpctl-bench-provision-"))
     work.chmod(0o755)  # the bench account writes its remote directory below it
     results: list[HostResult] = []
     try:
-        if not args.skip_sshd:
-            results.append(bench_sshd(work / "sshd-host", args.repeat, args.as_me, console))
-        if not args.skip_sandbox:
-            results.append(bench_sandbox(work / "sandbox-host", args.repeat, console))
+        with _from_checkout(_freeze_checkout(work / "checkout")):
+            if not args.skip_sshd:
+                results.append(bench_sshd(work / "sshd-host", args.repeat, args.as_me, console))
+            if not args.skip_sandbox:
+                results.append(bench_sandbox(work / "sandbox-host", args.repeat, console))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     Console(width=max(Console().width, 120)).print(_table(results, args.repeat))

@@ -152,30 +152,38 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def round_trips(argv: Sequence[str], env: dict[str, str], messages: int, warmup: int = 100) -> Echo:
-    """Echo ``messages`` small JSON-RPC messages one at a time (after a warm-up)."""
-    line = _Line(argv, env)
+def round_trips(
+    paths: dict[str, Sequence[str]], env: dict[str, str], messages: int, warmup: int = 100
+) -> dict[str, Echo]:
+    """Echo ``messages`` small JSON-RPC messages one at a time through every path, alternating between
+    the paths message by message, so that a change in the machine's load affects them all alike."""
+    lines = {name: _Line(argv, env) for name, argv in paths.items()}
     try:
-        samples = []
-        cpu_start: float | None = None
+        samples: dict[str, list[float]] = {name: [] for name in lines}
+        cpu_start: dict[str, float | None] = {}
         for index in range(messages + warmup):
             if index == warmup:
-                cpu_start = _cpu_seconds(line.process.pid)
+                cpu_start = {name: _cpu_seconds(line.process.pid) for name, line in lines.items()}
             message = {"jsonrpc": "2.0", "id": index, "method": "ping", "params": {"n": index}}
             data = json.dumps(message).encode()
-            started = time.perf_counter()
-            line.send_raw(data + b"\n")
-            echoed = line.recv_raw()
-            elapsed = time.perf_counter() - started
-            if echoed.rstrip(b"\r\n") != data:
-                raise RuntimeError(f"unexpected echo {echoed[:80]!r}")
-            if index >= warmup:
-                samples.append(elapsed)
-        cpu_end = _cpu_seconds(line.process.pid)
-        cpu = (cpu_end - cpu_start) / messages if cpu_start is not None and cpu_end is not None else None
-        return Echo(samples, cpu)
+            for name, line in lines.items():
+                started = time.perf_counter()
+                line.send_raw(data + b"\n")
+                echoed = line.recv_raw()
+                elapsed = time.perf_counter() - started
+                if echoed.rstrip(b"\r\n") != data:
+                    raise RuntimeError(f"unexpected echo through {name}: {echoed[:80]!r}")
+                if index >= warmup:
+                    samples[name].append(elapsed)
+        result = {}
+        for name, line in lines.items():
+            first, last = cpu_start.get(name), _cpu_seconds(line.process.pid)
+            cpu = (last - first) / messages if first is not None and last is not None else None
+            result[name] = Echo(samples[name], cpu)
+        return result
     finally:
-        line.close()
+        for line in lines.values():
+            line.close()
 
 
 def _session_processes(sshd_pid: int) -> list[int]:
@@ -267,15 +275,17 @@ def main(argv: list[str]) -> None:
         server = [str(PYTHON), "-m", "mcp_sales", "--data", str(DATA)]
         seed = f"cd {REPO} && source .venv/bin/activate && python -m mcp_sales"
         starts = {"proxy": paths.proxy(), "ssh exec": paths.ssh("exec", *server), "seed ssh": paths.ssh(seed)}
-        cold: dict[str, float] = {}
-        for name, command in starts.items():
-            with console.status(f"first tools/list through {name}"):
-                cold[name] = statistics.median(
-                    time_to_tools_list(command, paths.env) for _ in range(args.runs)
-                )
+        times: dict[str, list[float]] = {name: [] for name in starts}
+        with console.status("first tools/list"):
+            for _ in range(args.runs):  # round robin: load drift hits every path alike
+                for name, command in starts.items():
+                    times[name].append(time_to_tools_list(command, paths.env))
+        cold = {name: statistics.median(values) for name, values in times.items()}
         with console.status("round trips"):
-            ours = round_trips(paths.proxy(["cat"]), paths.env, args.messages)
-            theirs = round_trips(paths.ssh("cat"), paths.env, args.messages)
+            echoes = round_trips(
+                {"proxy": paths.proxy(["cat"]), "ssh": paths.ssh("cat")}, paths.env, args.messages
+            )
+            ours, theirs = echoes["proxy"], echoes["ssh"]
         with console.status("recovery after dropped links"):
             recovery = recovery_times(paths, pid, args.drops)
 

@@ -86,10 +86,12 @@ def unlink_quietly(path):
         os.unlink(path)
     except OSError:
         pass
+SEQ = [int.from_bytes(os.urandom(6), "big")]
 def temp_for(dst):
     d, name = os.path.split(dst)
     short = name.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore")
-    return os.path.join(d, "." + short + ".mcpctl-tmp-" + os.urandom(6).hex())
+    SEQ[0] += 1  # a random start and a counter: unique names without a getrandom() per file
+    return os.path.join(d, "." + short + ".mcpctl-tmp-%012x" % (SEQ[0] & 0xFFFFFFFFFFFF))
 def check_inside(real_root, path):
     real = os.path.realpath(path)
     if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
@@ -159,17 +161,21 @@ def op_file(req):
     tmp = temp_for(dst)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
+        try:
             left = req["s"]
             while left:
                 data = IN.read(min(left, 1 << 20))
                 if not data:
                     unlink_quietly(tmp)
                     sys.exit(3)
-                f.write(data)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
                 left -= len(data)
-            os.fchmod(f.fileno(), req["x"])
-        os.utime(tmp, (req["m"], req["m"]))
+            os.fchmod(fd, req["x"])
+            os.utime(fd, (req["m"], req["m"]))
+        finally:
+            os.close(fd)
         os.replace(tmp, dst)
     except OSError as exc:
         unlink_quietly(tmp)

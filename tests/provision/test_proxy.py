@@ -24,7 +24,7 @@ import socket
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,9 +183,12 @@ async def _poll(check: Callable[[], T], what: str) -> T:
 
     A remote process appearing or exiting signals nothing this test could wait on, so /proc is polled.
     """
-    with anyio.fail_after(BOUND):
-        while not (value := check()):  # noqa: ASYNC110 - polling /proc: there is no event to wait for
-            await anyio.sleep(0.02)
+    try:
+        with anyio.fail_after(BOUND):
+            while not (value := check()):  # noqa: ASYNC110 - polling /proc: there is no event to wait for
+                await anyio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"gave up waiting {BOUND:g} s for {what}") from None
     return value
 
 
@@ -255,7 +258,7 @@ class Running:
 
     client: RawClient
     close_stdin: Callable[[], None]
-    exit_code: Callable[[], Any]  # awaitable factory: the proxy's exit code
+    exit_code: Callable[[], Awaitable[int]]  # waits for the proxy to return its exit code
 
 
 @asynccontextmanager
