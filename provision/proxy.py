@@ -45,13 +45,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
 from provision import jsonrpc, shell
 from provision.errors import ConnectError, HostKeyError, McpctlError, ProfileError, RemoteError
 from provision.remote import Remote, Target, open_remote
+
+if TYPE_CHECKING:
+    from provision.profiles import Profile
 
 log = logging.getLogger("provision.proxy")
 server_log = logging.getLogger("provision.proxy.server")  # the server's own stderr, line by line
@@ -742,6 +745,29 @@ async def _run_with_signals(proxy: Proxy, stdin_fd: int, stdout_fd: int) -> int:
     return await proxy.run(stdin_fd, stdout_fd)
 
 
+def _host_running(profile: Profile) -> Profile:
+    """Bring the profile's host up if mcpctl can: start a stopped EC2 instance or the sandbox.
+
+    Claude runs ``connect`` on demand, so a host stopped by autostop (or a sandbox stopped by
+    ``sandbox down`` or a reboot) comes back here, within the client's 60 s budget where possible.
+
+    Raises:
+        CloudError, ConnectError, SandboxError: The host cannot be started.
+    """
+    if profile.kind == "ec2":
+        from provision.ec2_lifecycle import ensure_running
+
+        return ensure_running(profile, on_phase=lambda phase, detail: log.info("ec2 %s: %s", phase, detail))
+    if profile.kind == "sandbox" and profile.host in ("127.0.0.1", "localhost"):
+        from provision import sandbox
+
+        if sandbox.status() is None:
+            # Same port as before: the pinned known_hosts entry names it.
+            info = sandbox.up(port=profile.port)
+            log.info("started the sandbox on %s:%d", info.host, info.port)
+    return profile
+
+
 def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
     """Run ``mcpctl connect NAME``: proxy this process's stdio to the profile's server until EOF.
 
@@ -754,7 +780,8 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
         (2 profile, 3 connection, 4 host key, 5 server) or 70 for an unexpected failure.
     """
     from provision.claude import server_command
-    from provision.profiles import load_profile, log_dir
+    from provision.logs import log_path
+    from provision.profiles import load_profile
 
     try:
         wire = claim_stdout()
@@ -772,9 +799,9 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
             if command is not None
             else server_command(profile.remote_dir, profile.data, profile.columns, profile.server_args)
         )
-        target = profile.target()
-        log_path = log_dir() / f"{profile.name}.log"
-        with proxy_logging(log_path):
+        with proxy_logging(log_path(profile.name)):
+            profile = _host_running(profile)
+            target = profile.target()
             log.info(
                 "mcpctl connect %s: %s@%s runs `%s`; gives up after %g s without a server",
                 name,
