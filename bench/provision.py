@@ -52,7 +52,7 @@ from provision.provisioner import ProvisionResult
 BENCH_USER = "mcpctl-bench"
 GOAL_S = 2.0
 REPO = Path(__file__).resolve().parent.parent
-# `mcpctl` as its console script does it, importable from any checkout put first on PYTHONPATH.
+# `mcpctl` as its console script runs it, but from the current directory's checkout.
 MCPCTL = [sys.executable, "-c", "from provision.cli import app; app(prog_name='mcpctl')"]
 RUN_TIMEOUT = 1800.0  # seconds for one provision (a first install on a cold cache downloads every wheel)
 
@@ -99,18 +99,13 @@ def _freeze_checkout(destination: Path) -> Path:
 
 @contextmanager
 def _from_checkout(checkout: Path) -> Iterator[None]:
-    """Provision from ``checkout``: the library here, and the command line started meanwhile."""
-    saved_root, saved_path = provisioner.project_root, os.environ.get("PYTHONPATH")
+    """Provision from ``checkout`` here (the command line runs from it: see :func:`_cli`)."""
+    saved_root = provisioner.project_root
     provisioner.project_root = lambda: checkout
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(checkout), saved_path) if p)
     try:
         yield
     finally:
         provisioner.project_root = saved_root
-        if saved_path is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved_path
 
 
 @contextmanager
@@ -133,12 +128,16 @@ def _timed(call: Callable[[], ProvisionResult]) -> tuple[float, ProvisionResult]
     return time.perf_counter() - started, result
 
 
-def _library(provision: Callable[[], ProvisionResult]) -> tuple[float, bool]:
+def _library(provision: Callable[[], ProvisionResult]) -> tuple[float, bool, str]:
+    """Time one re-run; return (seconds, whether it was a no-op, its phases in one line)."""
     seconds, result = _timed(provision)
-    return seconds, result.report.up_to_date
+    phases = "; ".join(f"{name}: {detail}" for name, _, detail in result.report.phases)
+    return seconds, result.report.up_to_date, phases
 
 
-def _cli(args: list[str]) -> tuple[float, bool]:
+def _cli(args: list[str], checkout: Path) -> tuple[float, bool, str]:
+    """Time ``mcpctl provision ARGS`` run from ``checkout`` (``python -c`` imports from its cwd first,
+    so that checkout's ``provision`` runs and provisions that checkout)."""
     started = time.perf_counter()
     done = subprocess.run(
         [*MCPCTL, "provision", *args, "--json"],
@@ -147,11 +146,14 @@ def _cli(args: list[str]) -> tuple[float, bool]:
         timeout=RUN_TIMEOUT,
         check=False,
         stdin=subprocess.DEVNULL,
+        cwd=checkout,
     )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"mcpctl provision {' '.join(args)} failed:\n{done.stderr}")
-    return seconds, bool(json.loads(done.stdout)["up_to_date"])
+    report = json.loads(done.stdout)
+    phases = "; ".join(f"{p['phase']}: {p['detail']}" for p in report["phases"])
+    return seconds, bool(report["up_to_date"]), phases
 
 
 def _ssh_true(command: list[str]) -> float:
@@ -192,12 +194,16 @@ def _rerun(
     """Interleave library re-runs, CLI re-runs and the ssh floor, so that background load hits all."""
     for i in range(repeat):
         console.print(f"  re-run {i + 1}/{repeat}")
-        seconds, noop = _library(library)
+        seconds, noop, phases = _library(library)
         result.library.append(seconds)
         result.library_noops += noop
-        seconds, noop = _cli(cli_args)
+        if not noop:
+            console.print(f"    [yellow]library re-run was not a no-op[/yellow]: {phases}")
+        seconds, noop, phases = _cli(cli_args, provisioner.project_root())
         result.cli.append(seconds)
         result.cli_noops += noop
+        if not noop:
+            console.print(f"    [yellow]CLI re-run was not a no-op[/yellow]: {phases}")
         result.floor.append(_ssh_true(floor))
 
 

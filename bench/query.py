@@ -166,7 +166,7 @@ def _table(results: dict[int, dict[str, dict[str, Any]]]) -> Any:
             ("pandas, DataFrame kept in memory (warm)", r["pandas"]["warm"], None),
             ("ours: first call (convert to Parquet + aggregate)", r["convert"]["first"], r["convert"]["rss"]),
             ("ours: new process, open cached version (metadata)", r["warm"]["open"], None),
-            ("ours: new process, 1st query (imports DuckDB, connects)", r["warm"]["first"], None),
+            ("ours: new process, 1st query (loads DuckDB)", r["warm"]["first"], None),
             ("ours: warm, all history (median)", r["warm"]["warm"], None),
             ("ours: warm, one year by revenue (median)", r["warm"]["dated"], r["warm"]["rss"]),
         ]
@@ -220,18 +220,30 @@ def main(argv: list[str]) -> None:
         console.print(line)
 
 
-# (rows, what, limit, unit) of each goal, checked when that size was measured.
-GOALS = ((10_000_000, "warm top_products", 10.0, "ms"), (50_000_000, "warm-path peak RSS", 300.0, "MB"))
+# Goals, checked for the sizes measured: warm top_products time at 10M rows, warm-path RSS at 50M rows.
+TIME_GOAL = (10_000_000, 10e-3)
+RSS_GOAL_MB = (50_000_000, 300.0)
 
 
 def _goals(results: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
-    """One line per goal whose size was measured: the number and whether it is met."""
+    """One line per goal whose size was measured: the numbers and whether the goal is met."""
     lines = []
-    for rows, what, limit, unit in GOALS:
-        if rows not in results:
-            continue
+    rows, limit = TIME_GOAL
+    if rows in results:
         warm = results[rows]["warm"]
-        value = warm["warm"][0] * 1e3 if unit == "ms" else warm["rss"]
-        verdict = "met" if value <= limit else "NOT met"
-        lines.append(f"goal: {what} <= {limit:g} {unit} at {rows:,} rows: {value:,.1f} {unit} ({verdict})")
+        slowest = max(warm["warm"][0], warm["dated"][0])
+        lines.append(
+            f"goal: warm top_products <= {_format_time(limit)} at {rows:,} rows: "
+            f"{_format_time(warm['warm'][0])} all history, {_format_time(warm['dated'][0])} one year "
+            f"({'met' if slowest <= limit else 'NOT met'})"
+        )
+    rows, limit_mb = RSS_GOAL_MB
+    if rows in results:
+        rss = results[rows]["warm"]["rss"]
+        verdict = "met" if rss <= limit_mb else "NOT met"
+        lines.append(
+            f"goal: peak RSS of a new process opening the cached version and answering the warm queries "
+            f"<= {limit_mb:,.0f} MB at {rows:,} rows: {rss:,.0f} MB ({verdict}); "
+            f"the conversion itself peaked at {results[rows]['convert']['rss']:,.0f} MB"
+        )
     return lines

@@ -808,16 +808,23 @@ async def verify_host_key(
     """
     families = [expected.host_key_algorithms] if expected.host_key_algorithms else list(_HOST_KEY_FAMILIES)
     seen: list[str] = []
+    lacked: ConnectError | None = None
     for family in families:
         try:
             key = await fetch_host_key(host, port, timeout=timeout, algorithms=family, name=name)
         except ConnectError as exc:
-            if isinstance(exc.__cause__, asyncssh.KeyExchangeFailed):
-                continue  # the server has no key of this type
+            # A server without a key of this type fails the key exchange: asyncssh reports that as
+            # KeyExchangeFailed, but OpenSSH simply hangs up ("no matching host key type"), which
+            # arrives as ConnectionLost. The host answered, so try the next type.
+            if isinstance(exc.__cause__, (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost)):
+                lacked = exc
+                continue
             raise
         if expected.matches(key):
             return key
         seen.append(key.fingerprint)
+    if not seen and lacked is not None:
+        raise lacked  # no type at all answered: the host hangs up on everyone, report it as such
     raise HostKeyError(
         f"{host}:{port} does not have the host key {expected.fingerprint} (it presents "
         f"{', '.join(seen) or 'no key of that type'}); check the fingerprint with the host's owner "

@@ -29,6 +29,7 @@ import secrets
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -700,8 +701,8 @@ async def _sftp_put(
 ) -> FileEntry:
     """Upload one file to a temp name with pipelined writes, hashing it on the way, then rename it.
 
-    Reading and hashing run in a worker thread one block ahead, so the event loop (which encrypts
-    everything sent on the connection) does nothing but send.
+    sha256 runs in a worker thread fed in order and never waited for per block (hashlib releases the
+    GIL), so the event loop, which encrypts everything sent on the connection, only reads and sends.
     """
     dst = posixpath.join(root, upload.path)
     tmp = posixpath.join(posixpath.dirname(dst), temp_name(posixpath.basename(dst), secrets.token_hex(6)))
@@ -710,25 +711,18 @@ async def _sftp_put(
         local = upload.local_path.open("rb", buffering=0)
     except OSError as exc:
         raise _local_error(upload, exc) from exc
-    loop = asyncio.get_running_loop()
     digest = hashlib.sha256()
-
-    def read_block() -> bytes:
-        data = local.read(block)
-        digest.update(data)  # hashlib releases the GIL on large buffers
-        return data
-
+    hasher = ThreadPoolExecutor(1, thread_name_prefix="mcpctl-sha256")
     with local:
         st = os.fstat(local.fileno())
         pending: set[asyncio.Future[int]] = set()
-        ahead: asyncio.Future[bytes] | None = None
+        hashed: Future[None] | None = None
         offset = 0
         try:
             handle = await sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600), block_size=0)
             try:
-                ahead = loop.run_in_executor(None, read_block)
-                while data := await ahead:
-                    ahead = loop.run_in_executor(None, read_block)
+                while data := local.read(block):
+                    hashed = hasher.submit(digest.update, data)
                     pending.add(asyncio.ensure_future(handle.write(data, offset)))
                     offset += len(data)
                     while len(pending) >= SFTP_REQUESTS:
@@ -736,8 +730,7 @@ async def _sftp_put(
                 while pending:
                     pending = await _settle(pending, tracker)
                 mtime = st.st_mtime_ns // NS
-                attrs = asyncssh.SFTPAttrs(permissions=file_mode(st), atime=mtime, mtime=mtime)
-                await handle.setstat(attrs)
+                await handle.setstat(asyncssh.SFTPAttrs(permissions=file_mode(st), atime=mtime, mtime=mtime))
             except BaseException:
                 for task in pending:
                     task.cancel()
@@ -746,9 +739,9 @@ async def _sftp_put(
                 raise
             await handle.close()  # a write error reported only at close must stop the rename
             await sftp.posix_rename(tmp, dst)
+            if hashed is not None:
+                await asyncio.wrap_future(hashed)  # one worker: the last update done means all are
         except BaseException as exc:
-            if ahead is not None and not ahead.done():
-                await asyncio.wait([ahead])  # the reader thread must be done before the file closes
             if isinstance(exc, _CONNECTION_LOST) or (
                 isinstance(exc, asyncssh.Error) and remote.conn.is_closed()
             ):
@@ -759,6 +752,8 @@ async def _sftp_put(
             if isinstance(exc, OSError):
                 raise _local_error(upload, exc) from exc
             raise
+        finally:
+            hasher.shutdown(wait=False, cancel_futures=True)
     tracker.add(0, 1)
     return _sent(upload, st, offset, digest.hexdigest())
 
@@ -1015,13 +1010,19 @@ async def sync(
     """
     started = time.perf_counter()
     cache = HashCache.default() if cache is None else cache
+    groups = _groups(sources)
     plans: list[SyncPlan] = []
     results: list[SyncResult] = []
+
+    def walk() -> list[Manifest]:
+        return [merge([local_manifest(s, cache=cache, hash_files=False) for s in g]) for g in groups]
+
+    # The local walk (only reads the cache) runs while the helper starts and lists the host.
+    walking = asyncio.ensure_future(asyncio.to_thread(walk))
     try:
         async with _agent(remote, python) as agent:
-            for group in _groups(sources):
-                local = merge([local_manifest(s, cache=cache, hash_files=False) for s in group])
-                there = await _list(agent, local.root)
+            listings = [await _list(agent, group[0].remote_root) for group in groups]
+            for local, there in zip(await walking, listings, strict=True):
                 local = await asyncio.to_thread(_fill_hashes, local, there, cache)
                 plans.append(plan(local, there, delete=delete))
             if not dry_run:
@@ -1039,6 +1040,10 @@ async def sync(
                         files_done=total.files_done + len(each.uploads),
                     )
     finally:
+        if not walking.done():
+            await asyncio.wait([walking])  # never leave the thread running (nor its error unread)
+        if not walking.cancelled():
+            walking.exception()
         cache.save()
     return SyncReport(tuple(plans), tuple(results), dry_run, time.perf_counter() - started)
 

@@ -415,20 +415,8 @@ async def test_sandbox_down_stops_the_host_the_profile_points_at(on_sandbox: Ins
 # ------------------------------------------------------------------------------------------- faults
 
 
-# With only a fingerprint, verify_host_key asks for one key type after another; an OpenSSH server that
-# lacks the type hangs up ("no matching host key type found"), which asyncssh reports as ConnectionLost,
-# not KeyExchangeFailed, so the search stops at the first type the host does not have.
-FINGERPRINT_OF_A_SINGLE_KEY_HOST = pytest.mark.xfail(
-    strict=True,
-    raises=ConnectError,
-    reason="remote.verify_host_key treats an OpenSSH hang-up on an unknown key type as unreachable",
-)
-
-
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    "form", ["key line", pytest.param("fingerprint", marks=FINGERPRINT_OF_A_SINGLE_KEY_HOST)]
-)
+@pytest.mark.parametrize("form", ["key line", "fingerprint"])
 async def test_a_wrong_host_key_saves_nothing_and_pins_nothing(
     sshd: SshdServer, mcpctl_home: Path, tmp_path: Path, form: str
 ) -> None:
