@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import subprocess
-import time
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,15 +67,31 @@ def _keygen(path: Path) -> str:
     return path.with_suffix(".pub").read_text().strip()
 
 
-def _wait_banner(port: int, proc: subprocess.Popen[bytes], deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            if s.recv(8).startswith(b"SSH-2.0"):
-                return True
-        time.sleep(0.01)  # polling a listener that is starting: nothing to wait on but the socket
-    return False
+def _start(config: Path, log_path: Path, timeout: float) -> subprocess.Popen[bytes] | None:
+    """Start sshd and wait (bounded) for it to say it listens; None if it exited instead."""
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    listening = threading.Event()
+
+    def tee() -> None:  # copy sshd's log to a file and notice the line that says it is ready
+        assert proc.stderr is not None
+        with log_path.open("ab") as log:
+            for line in proc.stderr:
+                log.write(line)
+                if b"Server listening on" in line:
+                    listening.set()
+        listening.set()  # sshd exited: the caller looks at poll()
+
+    threading.Thread(target=tee, daemon=True).start()
+    if listening.wait(timeout) and proc.poll() is None:
+        return proc
+    proc.kill()
+    proc.wait()
+    return None
 
 
 def _descendants(pid: int) -> list[int]:
@@ -125,17 +141,14 @@ def running_sshd(workdir: Path) -> Iterator[LocalSshd]:
                     "MaxStartups 200",
                     "MaxSessions 64",
                     "ClientAliveInterval 15",
-                    "LogLevel ERROR",
+                    "LogLevel INFO",
                 ]
             )
             + "\n"
         )
-        log = (workdir / "sshd.log").open("wb")
-        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log, stdout=log)
-        if _wait_banner(port, proc, time.monotonic() + 10):
+        proc = _start(config, workdir / "sshd.log", 10.0)
+        if proc is not None:
             break
-        proc.kill()
-        proc.wait()
     else:
         raise RuntimeError(f"sshd did not start; see {workdir / 'sshd.log'}.")
     known_hosts = workdir / "known_hosts"
@@ -148,4 +161,3 @@ def running_sshd(workdir: Path) -> Iterator[LocalSshd]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait()
-        log.close()

@@ -13,7 +13,7 @@ connect options (the default run uses what remote.py negotiates today).
 
 Both tools start exactly one command through the login user's shell per sync, so the shell's rc files
 cost both the same; as root the benchmark logs in as a separate account without rc files
-(``mcpctl-bench``, created if missing) so that the table measures the tools, not this machine's rc
+(``mcpctl-bench``, created if missing) so that the table measures the tools, not the login account's rc
 files. ``--as-me`` logs in as the current user instead.
 """
 

@@ -242,9 +242,10 @@ async def self_check(remote: Remote, paths: dict[str, str], server_args: Sequenc
         [paths["python"], "-m", "mcp_sales", "check", *server_args], check=False, timeout=300
     )
     if result.exit_status != 0:
-        reason = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        reason = lines[-1].rstrip(".") if lines else "no output"
         raise RemoteError(
-            f"the server's self-check failed on the host: {(reason[-1] if reason else 'no output').rstrip('.')}.",
+            f"the server's self-check failed on the host: {reason}.",
             hint="fix the data or mapping in the profile, then run `mcpctl provision` again.",
         )
     return result.stdout

@@ -815,8 +815,11 @@ async def verify_host_key(
         except ConnectError as exc:
             # A server without a key of this type fails the key exchange: asyncssh reports that as
             # KeyExchangeFailed, but OpenSSH simply hangs up ("no matching host key type"), which
-            # arrives as ConnectionLost. The host answered, so try the next type.
-            if isinstance(exc.__cause__, (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost)):
+            # arrives as ConnectionLost or, depending on timing, a TCP reset. The host answered the
+            # TCP connection, so try the next type.
+            if isinstance(
+                exc.__cause__, (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost, ConnectionResetError)
+            ):
                 lacked = exc
                 continue
             raise

@@ -71,7 +71,7 @@ CLEANUP_TIMEOUT = 5.0  # seconds for removing our temp file or stopping the help
 # lines {"ok": value} or {"error": {errno, strerror, path}} (then it exits 1). End of input between
 # requests ends it; end of input inside a request means the client gave up: it removes the temp file
 # it was writing and exits 3, so a cut stream never renames a partial file into place.
-_AGENT = r"""
+_HELPER = r"""
 import errno, fnmatch, json, os, re, struct, sys
 TEMP = re.compile(r"\..*\.mcpctl-tmp-[0-9a-f]{12}\Z", re.S)
 IN = sys.stdin.buffer
@@ -300,11 +300,15 @@ class SyncPlan:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    raise AssertionError("unreachable")
+    """Format a byte count for people (decimal units, as rich's progress bars show them)."""
+    if n < 1000:
+        return f"{n} B"
+    value, unit = n / 1000, "kB"
+    for bigger in ("MB", "GB", "TB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{value:.1f} {unit}"
 
 
 def is_safe_path(path: str) -> bool:
@@ -475,8 +479,8 @@ _CONNECTION_LOST = (
 )
 
 
-class _Agent:
-    """The helper process on the host for one sync (see ``_AGENT``)."""
+class _Helper:
+    """The helper process on the host for one sync (see ``_HELPER``)."""
 
     def __init__(self, remote: Remote, process: asyncssh.SSHClientProcess[bytes], python: str) -> None:
         self.remote = remote
@@ -571,23 +575,23 @@ class _Agent:
 
 
 @contextlib.asynccontextmanager
-async def _agent(remote: Remote, python: str) -> AsyncIterator[_Agent]:
-    process = await remote.create_process([python, "-I", "-S", "-c", _AGENT])
-    agent = _Agent(remote, process, python)
+async def _helper(remote: Remote, python: str) -> AsyncIterator[_Helper]:
+    process = await remote.create_process([python, "-I", "-S", "-c", _HELPER])
+    helper = _Helper(remote, process, python)
     try:
-        yield agent
+        yield helper
     finally:
-        await agent.close()
+        await helper.close()
 
 
-async def _list(agent: _Agent, root: str) -> Manifest:
+async def _list(helper: _Helper, root: str) -> Manifest:
     request = {"op": "list", "root": root, "prune": list(PRUNED_DIRS), "manifest_path": MANIFEST_PATH}
-    listing = await agent.call(root, request)
+    listing = await helper.call(root, request)
     try:
         return manifest_from_listing(root, listing)
     except (ValueError, TypeError, AttributeError) as exc:
         raise RemoteError(
-            f"the listing of {root} on {agent.remote.target.address} is malformed ({exc}); sync again."
+            f"the listing of {root} on {helper.remote.target.address} is malformed ({exc}); sync again."
         ) from exc
 
 
@@ -602,8 +606,8 @@ async def remote_manifest(remote: Remote, remote_root: str, *, python: str = REM
         ConnectError: The connection dropped.
     """
     root = posixpath.normpath(remote_root)
-    async with _agent(remote, python) as agent:
-        return await _list(agent, root)
+    async with _helper(remote, python) as helper:
+        return await _list(helper, root)
 
 
 def _read_local(upload: Upload) -> tuple[bytes, os.stat_result]:
@@ -625,7 +629,7 @@ def _sent(upload: Upload, st: os.stat_result, size: int, sha: str) -> FileEntry:
 
 
 async def _stream(
-    agent: _Agent, root: str, uploads: Sequence[Upload], tracker: _Tracker
+    helper: _Helper, root: str, uploads: Sequence[Upload], tracker: _Tracker
 ) -> dict[str, FileEntry]:
     """Send small files to the helper in one stream: no round trip per file, one barrier at the end."""
     sent: dict[str, FileEntry] = {}
@@ -643,22 +647,22 @@ async def _stream(
             "m": entry.mtime_s,
             "x": entry.mode,
         }
-        buffer += agent.frame(request, data)
+        buffer += helper.frame(request, data)
         sent[upload.path] = entry
         waiting = [waiting[0] + entry.size, waiting[1] + 1]
         if len(buffer) >= STREAM_CHUNK:
-            alive = await agent.write(bytes(buffer))
+            alive = await helper.write(bytes(buffer))
             buffer.clear()
             if not alive:
                 break  # the helper stopped: the barrier's reply says why
             tracker.add(*waiting)
             waiting = [0, 0]
-    if alive and await agent.write(bytes(buffer) + agent.frame({"op": "barrier"})):
+    if alive and await helper.write(bytes(buffer) + helper.frame({"op": "barrier"})):
         tracker.add(*waiting)
-    count = await agent.reply(root)
+    count = await helper.reply(root)
     if count != len(uploads):
         raise RemoteError(
-            f"the sync helper on {agent.remote.target.address} wrote {count} of {len(uploads)} files; "
+            f"the sync helper on {helper.remote.target.address} wrote {count} of {len(uploads)} files; "
             "sync again."
         )
     return sent
@@ -682,8 +686,8 @@ async def _sftp_error(
         # OpenSSH reports a full disk as a bare "Failure": ask the host how much room is left (a helper
         # of its own: the sync's helper may be in the middle of a stream).
         with contextlib.suppress(McpctlError):
-            async with _agent(remote, python) as agent:
-                free = await agent.call(root, {"op": "free", "path": posixpath.dirname(path)})
+            async with _helper(remote, python) as helper:
+                free = await helper.call(root, {"op": "free", "path": posixpath.dirname(path)})
             if isinstance(free, int) and free < max(size, SFTP_MIN_BLOCK):
                 return _write_error(remote, root, path, errno.ENOSPC, f"{exc.reason}, {_size(free)} free")
     return _write_error(remote, root, path, 0, exc.reason)
@@ -827,7 +831,7 @@ def _sftp_path_ok(path: str) -> bool:
 
 
 async def _apply(
-    remote: Remote, agent: _Agent, plan: SyncPlan, progress: ProgressCallback | None
+    remote: Remote, helper: _Helper, plan: SyncPlan, progress: ProgressCallback | None
 ) -> SyncResult:
     started = time.perf_counter()
     root = plan.remote_root
@@ -835,16 +839,16 @@ async def _apply(
         return SyncResult(root, seconds=time.perf_counter() - started)
     if plan.uploads or plan.cleanup:
         dirs = sorted({posixpath.dirname(u.path) for u in plan.uploads})
-        await agent.call(root, {"op": "prepare", "root": root, "dirs": dirs, "remove": list(plan.cleanup)})
+        await helper.call(root, {"op": "prepare", "root": root, "dirs": dirs, "remove": list(plan.cleanup)})
     tracker = _Tracker(plan, progress)
     large = [u for u in plan.uploads if u.size > STREAM_MAX_FILE and _sftp_path_ok(u.path)]
     small = [u for u in plan.uploads if u not in large]
     jobs = [
-        _sftp_session(remote, root, bucket, tracker, agent.python)
+        _sftp_session(remote, root, bucket, tracker, helper.python)
         for bucket in _buckets(large, SFTP_SESSIONS)
     ]
     if small:
-        jobs.append(_stream(agent, root, small, tracker))
+        jobs.append(_stream(helper, root, small, tracker))
     written = await _all(jobs)
     manifest = {
         p: [e.size, e.mtime_s, e.sha256, e.mode, e.origin_mtime_ns]
@@ -857,7 +861,7 @@ async def _apply(
         "manifest": {"version": MANIFEST_VERSION, "files": manifest},
         "manifest_path": MANIFEST_PATH,
     }
-    await agent.call(root, request)
+    await helper.call(root, request)
     return SyncResult(
         root,
         files_sent=len(written),
@@ -892,8 +896,8 @@ async def apply(
     """
     if plan.up_to_date and not plan.record_stale:
         return SyncResult(plan.remote_root)
-    async with _agent(remote, python) as agent:
-        return await _apply(remote, agent, plan, progress)
+    async with _helper(remote, python) as helper:
+        return await _apply(remote, helper, plan, progress)
 
 
 # ------------------------------------------------------------------------------------------- sync
@@ -1020,8 +1024,8 @@ async def sync(
     # The local walk (only reads the cache) runs while the helper starts and lists the host.
     walking = asyncio.ensure_future(asyncio.to_thread(walk))
     try:
-        async with _agent(remote, python) as agent:
-            listings = [await _list(agent, group[0].remote_root) for group in groups]
+        async with _helper(remote, python) as helper:
+            listings = [await _list(helper, group[0].remote_root) for group in groups]
             for local, there in zip(await walking, listings, strict=True):
                 local = await asyncio.to_thread(_fill_hashes, local, there, cache)
                 plans.append(plan(local, there, delete=delete))
@@ -1030,7 +1034,7 @@ async def sync(
                     0, sum(p.bytes_to_send for p in plans), 0, sum(len(p.uploads) for p in plans)
                 )
                 for each in plans:
-                    results.append(await _apply(remote, agent, each, _offset(progress, total)))
+                    results.append(await _apply(remote, helper, each, _offset(progress, total)))
                     for entry in results[-1].written.values():
                         if entry.local_path is not None and entry.sha256 is not None:
                             cache.put(entry.local_path, entry.size, entry.mtime_ns, entry.sha256)

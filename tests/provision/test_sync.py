@@ -658,3 +658,43 @@ async def test_sync_as_a_user_whose_rc_files_print_junk(sshd: Any, local: Path, 
         assert second.up_to_date
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.anyio
+async def test_project_sync_places_code_and_data_and_deletes_dropped_data(
+    sshd: Any, tmp_path: Path, cache: HashCache
+) -> None:
+    project = tmp_path / "project"
+    for rel in [
+        "pyproject.toml",
+        "uv.lock",
+        "README.md",
+        "mcp_sales/server.py",
+        "data/sample.csv",
+        "docs/x.md",
+    ]:
+        write(project / rel, rel)
+    sales, old = (
+        write(tmp_path / "mine" / "sales.csv", "a,b\n1,2\n"),
+        write(tmp_path / "mine" / "old.csv", "x"),
+    )
+    remote_root = tmp_path / "remote"
+    with anyio.fail_after(TIMEOUT):
+        async with remote_mod.connect(sshd.target()) as remote:
+            first = await sync(remote, project_sources(project, [sales, old], str(remote_root)), cache=cache)
+            write(remote_root / ".mcp_sales_cache" / "table.parquet", "cache")
+            again = await sync(
+                remote, project_sources(project, [sales], str(remote_root)), delete=True, cache=cache
+            )
+    assert first.files_sent == 7
+    assert set(tree(remote_root)) == {
+        "pyproject.toml",
+        "uv.lock",
+        "README.md",
+        "mcp_sales/server.py",
+        "data/sample.csv",
+        "data/sales.csv",
+        ".mcp_sales_cache/table.parquet",
+    }
+    assert (remote_root / "data" / "sales.csv").read_bytes() == sales.read_bytes()
+    assert again.deleted == 1 and again.files_sent == 0
