@@ -552,6 +552,13 @@ async def test_encrypted_identity_without_agent_is_a_profile_error(sshd: Any, tm
 # ------------------------------------------------------------------------- options and isolation
 
 
+async def test_aes_gcm_is_negotiated_with_openssh_and_no_legacy_cipher_is_offered(sshd: Any) -> None:
+    async with connect(sshd.target()) as remote:
+        assert remote.conn.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
+        offered = remote.connect_options["encryption_algs"]
+        assert not [alg for alg in offered if "cbc" in alg or "arcfour" in alg]
+
+
 async def test_keepalive_is_on(sshd: Any) -> None:
     async with connect(sshd.target(keepalive_interval=7.5)) as remote:
         assert remote.connect_options["keepalive_interval"] == 7.5
