@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +20,43 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"  # sshd insists on being started by its absolute path
+BENCH_USER = "mcpctl-bench"
+
+
+def bench_user(as_me: bool) -> str | None:
+    """The account to log in as (None: the current one), created without rc files when root, so that
+    a benchmark measures mcpctl rather than the login account's rc files."""
+    if as_me or os.geteuid() != 0 or shutil.which("useradd") is None:
+        return None
+    try:
+        pwd.getpwnam(BENCH_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", BENCH_USER], check=True)
+    # A root sshd with UsePAM no refuses a locked account ('!' password); '*' means no password.
+    subprocess.run(["usermod", "-p", "*", BENCH_USER], check=True)
+    return BENCH_USER
+
+
+def ssh_command(port: int, client_key: Path, known_hosts: Path) -> list[str]:
+    """The OpenSSH client command line (without the host) that logs in with ``client_key`` and checks
+    the host key against ``known_hosts`` only: no ssh_config, agent or prompt gets involved."""
+    return [
+        "ssh",
+        "-i",
+        str(client_key),
+        "-p",
+        str(port),
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-F",
+        "/dev/null",
+    ]
 
 
 @dataclass(frozen=True)
@@ -32,23 +71,7 @@ class LocalSshd:
 
     def ssh_command(self) -> list[str]:
         """The OpenSSH client command line (without the host) that logs in with the pinned key."""
-        return [
-            "ssh",
-            "-i",
-            str(self.client_key),
-            "-p",
-            str(self.port),
-            "-o",
-            f"UserKnownHostsFile={self.known_hosts}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-F",
-            "/dev/null",
-        ]
+        return ssh_command(self.port, self.client_key, self.known_hosts)
 
 
 def _free_port() -> int:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pwd
 import shutil
 import statistics
 import subprocess
@@ -43,13 +42,12 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from bench._sshd import running_sshd
+from bench._sshd import bench_user, running_sshd, ssh_command
 from provision import provisioner, sandbox
 from provision.manifest import local_manifest, project_sources
 from provision.profiles import known_hosts_path
 from provision.provisioner import ProvisionResult
 
-BENCH_USER = "mcpctl-bench"
 GOAL_S = 2.0
 REPO = Path(__file__).resolve().parent.parent
 # `mcpctl` as its console script runs it, but from the current directory's checkout.
@@ -70,19 +68,6 @@ class HostResult:
     cli: list[float] = field(default_factory=list)
     cli_noops: int = 0
     floor: list[float] = field(default_factory=list)
-
-
-def _bench_user(as_me: bool) -> str | None:
-    """The account to log in as (None: the current one), created without rc files when root."""
-    if as_me or os.geteuid() != 0 or shutil.which("useradd") is None:
-        return None
-    try:
-        pwd.getpwnam(BENCH_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", BENCH_USER], check=True)
-    # A root sshd with UsePAM no refuses a locked account ('!' password); '*' means no password.
-    subprocess.run(["usermod", "-p", "*", BENCH_USER], check=True)
-    return BENCH_USER
 
 
 def _freeze_checkout(destination: Path) -> Path:
@@ -163,24 +148,7 @@ def _ssh_true(command: list[str]) -> float:
 
 
 def _ssh_command(host: str, port: int, user: str, key: Path, known_hosts: Path) -> list[str]:
-    return [
-        "ssh",
-        "-F",
-        "/dev/null",
-        "-i",
-        str(key),
-        "-p",
-        str(port),
-        "-o",
-        f"UserKnownHostsFile={known_hosts}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        f"{user}@{host}",
-    ]
+    return [*ssh_command(port, key, known_hosts), f"{user}@{host}"]
 
 
 def _rerun(
@@ -209,7 +177,7 @@ def _rerun(
 
 def bench_sshd(work: Path, repeat: int, as_me: bool, console: Console) -> HostResult:
     """First provision and re-runs of a real sshd's host (this machine, over loopback)."""
-    user = _bench_user(as_me)
+    user = bench_user(as_me)
     work.mkdir(mode=0o755)
     remote_base = work / "remote"
     remote_base.mkdir(mode=0o755)

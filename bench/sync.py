@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import pwd
 import shlex
 import shutil
 import statistics
@@ -38,27 +37,13 @@ import asyncssh
 from rich.console import Console
 from rich.table import Table
 
-from bench._sshd import LocalSshd, running_sshd
+from bench._sshd import LocalSshd, bench_user, running_sshd
 from provision import remote as remote_module
 from provision.manifest import HashCache, SyncSource
 from provision.remote import Target, connect
 from provision.sync import sync
 
-BENCH_USER = "mcpctl-bench"
 _CIPHERS: set[str] = set()  # what the default runs negotiated, for the table title
-
-
-def _bench_user(as_me: bool) -> str | None:
-    """Return the login user to use (None: the current one), creating the clean account as root."""
-    if as_me or os.geteuid() != 0 or shutil.which("useradd") is None:
-        return None
-    try:
-        pwd.getpwnam(BENCH_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", BENCH_USER], check=True)
-    # A root sshd with UsePAM no refuses a locked account ('!' password); '*' means no password.
-    subprocess.run(["usermod", "-p", "*", BENCH_USER], check=True)
-    return BENCH_USER
 
 
 def _make_tree(root: Path, dirs: int, per_dir: int, size: int) -> int:
@@ -161,7 +146,7 @@ def main(argv: list[str]) -> None:
     if shutil.which("rsync") is None:
         raise SystemExit("rsync is not installed: it is the baseline of this benchmark")
     console = Console(stderr=True)
-    user = _bench_user(args.as_me)
+    user = bench_user(args.as_me)
     work = Path(tempfile.mkdtemp(prefix="mcpctl-bench-sync-"))
     work.chmod(0o755)  # the bench account reads authorized_keys under it and writes its targets
     try:

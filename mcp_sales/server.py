@@ -13,6 +13,7 @@ and a missing or broken data file never stops the server from starting.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 import threading
 import time
@@ -206,6 +207,14 @@ async def _run(
     return await _guard(tool, work)
 
 
+def _date_range(start_date: str | None, end_date: str | None) -> tuple[dt.date | None, dt.date | None]:
+    """The tools' ``start_date``/``end_date`` arguments as dates (validated where the tool computes, so
+    a bad date becomes that tool's error)."""
+    from mcp_sales import analytics
+
+    return analytics.parse_date_arg(start_date, "start_date"), analytics.parse_date_arg(end_date, "end_date")
+
+
 # --- text renderings: short, for the model to read next to the structured result -------------------
 
 
@@ -213,6 +222,11 @@ def _num(value: float | None, metric: str = "units") -> str:
     if value is None:
         return "-"
     return f"${value:,.2f}" if metric == "revenue" else f"{value:,.0f}"
+
+
+def _revenue(value: float | None) -> str:
+    """The ", revenue $x" suffix of a line, empty when the data has no revenue."""
+    return f", revenue {_num(value, 'revenue')}" if value is not None else ""
 
 
 def _period(start: Any, end: Any) -> str:
@@ -227,9 +241,8 @@ def render_top(r: TopProductsResult) -> str:
         f"({_period(r.start_date, r.end_date)}):"
     ]
     for p in r.products:
-        revenue = f", revenue {_num(p.revenue, 'revenue')}" if p.revenue is not None else ""
         lines.append(
-            f"{p.rank}. {p.product_name} ({p.product_id}): {_num(p.units)} units{revenue}, "
+            f"{p.rank}. {p.product_name} ({p.product_id}): {_num(p.units)} units{_revenue(p.revenue)}, "
             f"{p.share:.1%} of {r.metric}"
         )
     return "\n".join(lines)
@@ -238,9 +251,8 @@ def render_top(r: TopProductsResult) -> str:
 def render_operations(r: OperationsResult) -> str:
     lines = [f"{len(r.operations)} operations:"]
     for o in r.operations:
-        revenue = f", revenue {_num(o.revenue, 'revenue')}" if o.revenue is not None else ""
         lines.append(
-            f"- {o.name}: {o.products} products, {_num(o.units)} units{revenue}, "
+            f"- {o.name}: {o.products} products, {_num(o.units)} units{_revenue(o.revenue)}, "
             f"{o.first_period} to {o.last_period}"
         )
     return "\n".join(lines)
@@ -250,8 +262,7 @@ def render_products(r: ProductsResult) -> str:
     where = f"in {r.operation}" if r.operation else "across all operations"
     lines = [f"{len(r.products)} products {where}:"]
     for p in r.products:
-        revenue = f", revenue {_num(p.revenue, 'revenue')}" if p.revenue is not None else ""
-        lines.append(f"- {p.product_name} ({p.product_id}): {_num(p.units)} units{revenue}")
+        lines.append(f"- {p.product_name} ({p.product_id}): {_num(p.units)} units{_revenue(p.revenue)}")
     return "\n".join(lines)
 
 
@@ -270,8 +281,7 @@ def render_over_time(r: SalesOverTimeResult) -> str:
     subject = " / ".join(x for x in (r.operation, r.product) if x) or "all operations"
     lines = [f"{subject}, per {r.grain} ({len(r.points)} periods):"]
     for p in r.points:
-        revenue = f", revenue {_num(p.revenue, 'revenue')}" if p.revenue is not None else ""
-        lines.append(f"{p.period}: {_num(p.units)} units{revenue}")
+        lines.append(f"{p.period}: {_num(p.units)} units{_revenue(p.revenue)}")
     return "\n".join(lines)
 
 
@@ -323,9 +333,7 @@ def build_server(config: ServerConfig) -> MCPServer[Any]:
         from mcp_sales import analytics
 
         def compute(data: SalesData) -> TopProductsResult:
-            start = analytics.parse_date_arg(start_date, "start_date")
-            end = analytics.parse_date_arg(end_date, "end_date")
-            return analytics.top_products(data, operation, n, metric, start, end)
+            return analytics.top_products(data, operation, n, metric, *_date_range(start_date, end_date))
 
         return await _run("top_n_products", backend, compute, render_top)
 
@@ -372,9 +380,9 @@ def build_server(config: ServerConfig) -> MCPServer[Any]:
         from mcp_sales import analytics
 
         def compute(data: SalesData) -> SalesOverTimeResult:
-            start = analytics.parse_date_arg(start_date, "start_date")
-            end = analytics.parse_date_arg(end_date, "end_date")
-            return analytics.sales_over_time(data, operation, product, grain, start, end)
+            return analytics.sales_over_time(
+                data, operation, product, grain, *_date_range(start_date, end_date)
+            )
 
         return await _run("sales_over_time", backend, compute, render_over_time)
 

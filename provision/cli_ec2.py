@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:
     from provision.ec2_lifecycle import Ec2Status
     from provision.ec2_model import Ec2Plan
+    from provision.ec2_provision import SpecOptions
     from provision.provisioner import ProvisionResult
 
 
@@ -47,6 +48,17 @@ class Ec2Options:
         }
         return [flag for flag, value in values.items() if value is not None]
 
+    def spec_options(self) -> "SpecOptions":
+        """The options that choose what to launch, as :func:`provision.ec2_provision.plan_ec2` takes them."""
+        return {
+            "region": self.region,
+            "instance_type": self.instance_type,
+            "ssh_cidr": self.ssh_cidr,
+            "volume_gb": self.volume_gb,
+            "autostop_minutes": self.autostop_minutes,
+            "allow_world": self.allow_world,
+        }
+
 
 def is_ec2_profile(name: str) -> bool:
     """Whether ``name`` is a saved ec2 profile (so a plain ``provision NAME`` re-provisions it on EC2)."""
@@ -68,15 +80,7 @@ def print_plan(name: str, options: Ec2Options, *, as_json: bool) -> None:
     from provision.cli import emit_json, err
     from provision.ec2_provision import plan_ec2
 
-    plan = plan_ec2(
-        name,
-        region=options.region,
-        instance_type=options.instance_type,
-        ssh_cidr=options.ssh_cidr,
-        volume_gb=options.volume_gb,
-        autostop_minutes=options.autostop_minutes,
-        allow_world=options.allow_world,
-    )
+    plan = plan_ec2(name, **options.spec_options())
     if as_json:
         emit_json(_plan_data(plan))
         return
@@ -137,17 +141,12 @@ def run_provision(
     result = anyio.run(
         lambda: provision_ec2(
             name,
-            region=options.region,
-            instance_type=options.instance_type,
-            ssh_cidr=options.ssh_cidr,
-            volume_gb=options.volume_gb,
-            autostop_minutes=options.autostop_minutes,
-            allow_world=options.allow_world,
             remote_dir=remote_dir,
             data=data,
             columns=columns,
             force=force,
             on_phase=on_phase,
+            **options.spec_options(),
         )
     )
     settings = result.profile.ec2

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from provision.ec2_model import (
     DEFAULT_PACING,
@@ -41,6 +41,8 @@ from provision.errors import CloudError, ConnectError, HostKeyError, ProfileErro
 from provision.profiles import Ec2Settings, Profile, keys_dir, known_hosts_path, load_profile, save_profile
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from provision.provisioner import ProvisionResult
     from provision.remote import RunResult
 
@@ -88,6 +90,19 @@ DEFAULT_RUNTIME = Ec2Runtime()
 # what to launch
 
 
+class SpecOptions(TypedDict, total=False):
+    """The launch options of ``provision --ec2``, passed as keywords through :func:`plan_ec2` and
+    :func:`provision_ec2` to :func:`resolve_spec`. One left out or None comes from the saved profile,
+    then from the defaults; ``allow_world`` is False when left out."""
+
+    region: str | None
+    instance_type: str | None
+    ssh_cidr: str | None
+    volume_gb: int | None
+    autostop_minutes: int | None
+    allow_world: bool
+
+
 def existing_ec2_profile(name: str) -> Profile | None:
     """The saved profile ``name`` if it is an ec2 one, None if there is none.
 
@@ -126,17 +141,7 @@ def default_region() -> str | None:
         ) from exc
 
 
-def resolve_spec(
-    name: str,
-    existing: Profile | None,
-    *,
-    region: str | None = None,
-    instance_type: str | None = None,
-    ssh_cidr: str | None = None,
-    volume_gb: int | None = None,
-    autostop_minutes: int | None = None,
-    allow_world: bool = False,
-) -> Ec2Spec:
+def resolve_spec(name: str, existing: Profile | None, **options: Unpack[SpecOptions]) -> Ec2Spec:
     """What to launch: the options given, else the profile's saved settings, else the defaults.
 
     ``ssh_cidr`` is not taken from the profile: without it the caller's current address is detected,
@@ -148,7 +153,7 @@ def resolve_spec(
             invalid.
     """
     saved = existing.ec2 if existing is not None and existing.ec2 is not None else Ec2Settings()
-    chosen = region or saved.region or default_region()
+    chosen = options.get("region") or saved.region or default_region()
     if not chosen:
         raise CloudError(
             "No AWS region chosen.", hint="Pass --region (e.g. eu-west-1) or set AWS_REGION / AWS_PROFILE."
@@ -158,12 +163,19 @@ def resolve_spec(
             f"profile '{name}' has its instance {saved.instance_id} in {saved.region}, not {chosen}; "
             f"run `mcpctl destroy {name}` first to move it, or use another profile name."
         )
-    base = Ec2Spec(profile=name, region=chosen, ssh_cidr=ssh_cidr, allow_world=allow_world)
+    base = Ec2Spec(
+        profile=name,
+        region=chosen,
+        ssh_cidr=options.get("ssh_cidr"),
+        allow_world=options.get("allow_world", False),
+    )
     return replace(
         base,
-        instance_type=_first(instance_type, saved.instance_type, base.instance_type),
-        volume_gb=_first(volume_gb, saved.volume_gb, base.volume_gb),
-        autostop_minutes=_first(autostop_minutes, saved.autostop_minutes, base.autostop_minutes),
+        instance_type=_first(options.get("instance_type"), saved.instance_type, base.instance_type),
+        volume_gb=_first(options.get("volume_gb"), saved.volume_gb, base.volume_gb),
+        autostop_minutes=_first(
+            options.get("autostop_minutes"), saved.autostop_minutes, base.autostop_minutes
+        ),
     )
 
 
@@ -172,17 +184,7 @@ def _first(given: _T | None, saved: _T | None, default: _T) -> _T:
     return given if given is not None else saved if saved is not None else default
 
 
-def plan_ec2(
-    name: str,
-    *,
-    region: str | None = None,
-    instance_type: str | None = None,
-    ssh_cidr: str | None = None,
-    volume_gb: int | None = None,
-    autostop_minutes: int | None = None,
-    allow_world: bool = False,
-    runtime: Ec2Runtime = DEFAULT_RUNTIME,
-) -> Ec2Plan:
+def plan_ec2(name: str, *, runtime: Ec2Runtime = DEFAULT_RUNTIME, **options: Unpack[SpecOptions]) -> Ec2Plan:
     """``provision --ec2 --dry-run``: what would be created or reused, and the hourly cost; read-only.
 
     Raises:
@@ -190,16 +192,7 @@ def plan_ec2(
     """
     from provision import ec2
 
-    spec = resolve_spec(
-        name,
-        existing_ec2_profile(name),
-        region=region,
-        instance_type=instance_type,
-        ssh_cidr=ssh_cidr,
-        volume_gb=volume_gb,
-        autostop_minutes=autostop_minutes,
-        allow_world=allow_world,
-    )
+    spec = resolve_spec(name, existing_ec2_profile(name), **options)
     return ec2.plan(spec, keys_dir(), clients=runtime.clients_for(spec.region))
 
 
@@ -210,18 +203,13 @@ def plan_ec2(
 async def provision_ec2(
     name: str,
     *,
-    region: str | None = None,
-    instance_type: str | None = None,
-    ssh_cidr: str | None = None,
-    volume_gb: int | None = None,
-    autostop_minutes: int | None = None,
-    allow_world: bool = False,
     remote_dir: str | None = None,
     data: Sequence[Path] = (),
     columns: Mapping[str, str] | None = None,
     force: bool = False,
     on_phase: PhaseCallback | None = None,
     runtime: Ec2Runtime = DEFAULT_RUNTIME,
+    **options: Unpack[SpecOptions],
 ) -> ProvisionResult:
     """Launch (or find again) profile ``name``'s instance, pin its host key, bootstrap the server.
 
@@ -239,16 +227,7 @@ async def provision_ec2(
 
     report = on_phase or silent
     existing = existing_ec2_profile(name)
-    spec = resolve_spec(
-        name,
-        existing,
-        region=region,
-        instance_type=instance_type,
-        ssh_cidr=ssh_cidr,
-        volume_gb=volume_gb,
-        autostop_minutes=autostop_minutes,
-        allow_world=allow_world,
-    )
+    spec = resolve_spec(name, existing, **options)
     # Called synchronously on purpose: Ctrl-C must reach launch() itself, whose cleanup removes a
     # half-made first launch (a worker thread would keep running, and billing, after the interrupt).
     launched = ec2.launch(
@@ -260,7 +239,7 @@ async def provision_ec2(
         endpoint=runtime.endpoint,
         host_key_factory=runtime.host_key_factory,
     )
-    _explain_kept_settings(launched, spec, instance_type, volume_gb, autostop_minutes, existing, report)
+    _explain_kept_settings(launched, spec, options, existing, report)
     profile = _profile_for(name, existing, spec, launched, remote_dir, data, columns or {})
     save_profile(profile)  # before any SSH: the instance is on record even if what follows fails
     pinned = pin_launch_key(profile, launched)
@@ -277,9 +256,7 @@ def _created(launched: Ec2Launch) -> bool:
 def _explain_kept_settings(
     launched: Ec2Launch,
     spec: Ec2Spec,
-    instance_type: str | None,
-    volume_gb: int | None,
-    autostop_minutes: int | None,
+    options: SpecOptions,
     existing: Profile | None,
     report: PhaseCallback,
 ) -> None:
@@ -289,9 +266,9 @@ def _explain_kept_settings(
     inst = launched.instance
     kept_volume = existing.ec2.volume_gb if existing is not None and existing.ec2 is not None else None
     for option, asked, actual in (
-        ("--instance-type", instance_type, inst.instance_type),
-        ("--volume-gb", volume_gb, kept_volume),
-        ("--autostop-minutes", autostop_minutes, launched.autostop_minutes),
+        ("--instance-type", options.get("instance_type"), inst.instance_type),
+        ("--volume-gb", options.get("volume_gb"), kept_volume),
+        ("--autostop-minutes", options.get("autostop_minutes"), launched.autostop_minutes),
     ):
         if asked is not None and actual is not None and asked != actual:
             report(

@@ -102,6 +102,14 @@ def target(root, rel):
     if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
         fail(OSError(errno.EINVAL, "not a safe relative path"), rel)
     return os.path.join(root, rel)
+def remove_inside(real_root, path):
+    try:
+        check_inside(real_root, os.path.dirname(path))
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        fail(exc, path)
 def op_list(req):
     root, prune, files, temps, manifest = req["root"], req["prune"], [], [], None
     todo = [""] if os.path.isdir(root) else []
@@ -148,13 +156,7 @@ def op_prepare(req):
     for rel in req["remove"]:
         path = target(root, rel)
         if TEMP.match(os.path.basename(path)):
-            try:
-                check_inside(real_root, os.path.dirname(path))
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                fail(exc, path)
+            remove_inside(real_root, path)
     reply({"ok": True})
 def op_file(req):
     global written
@@ -191,13 +193,7 @@ def op_finalize(req):
     real_root = os.path.realpath(root)
     for rel in req["delete"]:
         path = target(root, rel)
-        try:
-            check_inside(real_root, os.path.dirname(path))
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            fail(exc, path)
+        remove_inside(real_root, path)
         parent = os.path.dirname(path)
         while parent.startswith(root.rstrip("/") + "/"):
             try:
