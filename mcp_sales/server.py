@@ -140,10 +140,7 @@ class _Backend:
         """Open the data and import the query layer ahead of the first call; failures only log (the
         first tool call reports them to the model)."""
         try:
-            # Also build the version's DuckDB connection: otherwise the first top_n_products of every
-            # session pays ~120 ms for it, while a cached forecast (which needs no DuckDB) pays ~20 ms
-            # for this running beside it.
-            self.data().cursor().close()
+            self.data()
             from mcp_sales import analytics  # noqa: F401
         except SalesError as exc:
             log.warning("data not ready: %s", exc)
