@@ -17,6 +17,7 @@ from provision.errors import HostKeyError, McpctlError, ProfileError
 from provision.profiles import (
     Profile,
     known_hosts_path,
+    list_profiles,
     load_profile,
     new_profile,
     parse_host_spec,
@@ -60,12 +61,8 @@ def server_args(profile: Profile) -> list[str]:
 
 
 def _existing(name: str) -> Profile | None:
-    try:
-        return load_profile(name)
-    except ProfileError as exc:
-        if "no profile named" in exc.message:
-            return None
-        raise
+    """The saved profile ``name``, or None for a new one (a malformed file still raises)."""
+    return load_profile(name) if name in list_profiles() else None
 
 
 def _has_pin(profile: Profile) -> bool:
