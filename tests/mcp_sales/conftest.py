@@ -80,6 +80,20 @@ def sample_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def sales_csv(tmp_path_factory: pytest.TempPathFactory, sample_master: Path) -> Path:
+    """A copy of the reference sample shared by one test module (its cache stays beside it)."""
+    target = tmp_path_factory.mktemp("module-data") / "sales.csv"
+    shutil.copyfile(sample_master, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache directory shared by one test module."""
+    return tmp_path_factory.mktemp("module-cache")
+
+
 @pytest.fixture
 def sample_csv(tmp_path: Path, sample_master: Path) -> Path:
     """A private copy of the reference sample in ``tmp_path/data``."""

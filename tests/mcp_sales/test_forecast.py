@@ -17,21 +17,8 @@ from mcp_sales import forecast
 from mcp_sales.data import SalesData, SalesStore
 from mcp_sales.errors import ForecastError, InvalidInput
 from mcp_sales.models import ForecastPoint, ForecastResult
-from mcp_sales.sample import generate_sample
 
 SUBPROCESS_TIMEOUT = 120
-
-
-@pytest.fixture(scope="module")
-def sales_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("forecast-data") / "sales.csv"
-    generate_sample(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("forecast-cache")
 
 
 @pytest.fixture(scope="module")

@@ -43,18 +43,6 @@ TOOLS = {
 
 
 @pytest.fixture(scope="module")
-def sales_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("server-data") / "sales.csv"
-    generate_sample(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("server-cache")
-
-
-@pytest.fixture(scope="module")
 def config(sales_csv: Path, cache_root: Path) -> ServerConfig:
     return ServerConfig(data_path=sales_csv, cache_dir=cache_root, progress_interval_s=0.02)
 

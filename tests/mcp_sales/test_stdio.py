@@ -24,7 +24,6 @@ from mcp.shared.message import SessionMessage
 from mcp_types import ImageContent, TextContent
 
 from mcp_sales.models import ForecastResult, TopProductsResult
-from mcp_sales.sample import generate_sample
 
 WAIT = 90  # seconds: bound on a whole session with a cold Prophet import and fit
 EXIT_WAIT = 15
@@ -38,13 +37,6 @@ INITIALIZE = {
         "clientInfo": {"name": "t", "version": "1"},
     },
 }
-
-
-@pytest.fixture(scope="module")
-def sales_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("stdio-data") / "sales.csv"
-    generate_sample(path)
-    return path
 
 
 @pytest.fixture
