@@ -35,6 +35,8 @@ Client = Literal["claude", "gemini"]
 Style = Literal["proxy", "ssh"]
 
 CLAUDE_FILE = "claude_desktop_config.json"
+# The app that also writes each client's file, as messages name it.
+APP_NAMES: dict[Client, str] = {"claude": "Claude Desktop", "gemini": "the Gemini CLI"}
 # Claude Desktop strips the environment it passes on; Win32-OpenSSH then exits 255 without a word.
 WINDOWS_PROGRAMDATA = "C:\\ProgramData"
 # `mcpctl connect` finds its profiles through these; a GUI app may not have them in its environment.
@@ -174,12 +176,16 @@ class EntryInputs:
     def from_profile(cls, profile: Profile, *, known_hosts: Path | None = None) -> EntryInputs:
         """Read the values from a profile; ``known_hosts`` defaults to the profile's own file.
 
-        Raises:
-            ProfileError: The profile's known_hosts directory cannot be created.
-        """
-        if known_hosts is None:
-            from provision.profiles import known_hosts_path
+        A sandbox profile's port is the one its sandbox listens on now: an ssh-style entry bakes it in.
 
+        Raises:
+            ProfileError: The profile's known_hosts directory cannot be created or updated.
+            SandboxError: The sandbox's directory cannot be created.
+        """
+        from provision.profiles import follow_sandbox, known_hosts_path
+
+        profile = follow_sandbox(profile)
+        if known_hosts is None:
             known_hosts = known_hosts_path(profile.name)
         return cls(
             name=profile.name,
@@ -440,14 +446,24 @@ def configure_client(
         now: Time stamp for the backup's name.
 
     Raises:
-        ClientConfigError: The file is invalid (left untouched), the name is taken, or writing failed.
+        ClientConfigError: The file is invalid or read-only (left untouched), the name is taken, the
+            file kept changing while it was edited, or writing failed.
         ProfileError: The profile cannot be expressed as an entry of this style.
     """
     system = system or LocalSystem.current()
     target = _resolve_path(path, client, system)
     entry = build_entry(inputs, style, system)
     name = _check_server_name(server_name or default_server_name(inputs.name))
-    return set_server(target, name, entry, is_ours=is_mcpctl_entry, force=force, dry_run=dry_run, now=now)
+    return set_server(
+        target,
+        name,
+        entry,
+        is_ours=is_mcpctl_entry,
+        force=force,
+        dry_run=dry_run,
+        now=now,
+        app=_app_name(client),
+    )
 
 
 def remove_client_entry(
@@ -464,12 +480,19 @@ def remove_client_entry(
     """Remove our entry (only it) from the client's config file; ``absent`` if there is none.
 
     Raises:
-        ClientConfigError: The file is invalid (left untouched), the entry is not ours, or writing failed.
+        ClientConfigError: The file is invalid or read-only (left untouched), the entry is not ours, the
+            file kept changing while it was edited, or writing failed.
     """
     system = system or LocalSystem.current()
     target = _resolve_path(path, client, system)
     name = _check_server_name(server_name or default_server_name(profile_name))
-    return remove_server(target, name, is_ours=is_mcpctl_entry, force=force, dry_run=dry_run, now=now)
+    return remove_server(
+        target, name, is_ours=is_mcpctl_entry, force=force, dry_run=dry_run, now=now, app=_app_name(client)
+    )
+
+
+def _app_name(client: Client) -> str:
+    return APP_NAMES.get(client, "the app that uses it")
 
 
 def _resolve_path(path: Path | None, client: Client, system: LocalSystem) -> Path:

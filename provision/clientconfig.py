@@ -5,7 +5,10 @@ These files belong to the user and to a running app, and they often hold other s
 changes only the one server entry it was asked about, keeps every other key and its order, backs the
 old file up (keeping the last few), writes a temp file in the same directory and renames it over the
 original (never a half-written file), keeps the file's mode, and reads the result back to check it.
-Nothing here knows what an entry means; ``claude.py`` builds the entries.
+A file the user made read-only is refused, not replaced (a rename ignores the file's own mode). Two
+mcpctl runs take turns on a file; a save by the app between our read and our rename is noticed, and
+the edit is redone once on the new version. Nothing here knows what an entry means; ``claude.py``
+builds the entries.
 """
 
 from __future__ import annotations
@@ -19,13 +22,19 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from provision.errors import ClientConfigError
+
+try:
+    import fcntl
+except ImportError:  # Windows: mcpctl runs there take no lock and rely on the change check alone
+    fcntl = None  # type: ignore[assignment]
 
 Action = Literal["added", "updated", "unchanged", "removed", "absent"]
 
@@ -35,6 +44,11 @@ KEEP_BACKUPS = 5
 NEW_FILE_MODE = 0o600
 _BACKUP_RE = re.compile(r"^(\d{8}T\d{6})(?:-(\d+))?$")
 _INDENT_RE = re.compile(r"\s*\{[ \t]*\r?\n([ \t]+)\S")
+# Who else may write a client config, for messages; claude.py names the actual app.
+DEFAULT_APP = "the app that uses it"
+# How long to wait for another mcpctl run editing the same folder (an edit takes milliseconds).
+LOCK_TIMEOUT_S = 10.0
+_LOCK_POLL_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -211,6 +225,7 @@ def set_server(
     now: datetime | None = None,
     keep_backups: int = KEEP_BACKUPS,
     key: str = SERVERS_KEY,
+    app: str = DEFAULT_APP,
 ) -> ConfigChange:
     """Add or replace one server entry in a client config file (created when missing).
 
@@ -224,29 +239,34 @@ def set_server(
         now: Time stamp for the backup's name (default: now, local time).
         keep_backups: How many backups of this file to keep.
         key: The key holding the servers.
+        app: The program that also writes this file, as messages name it (e.g. ``Claude Desktop``).
 
     Returns:
         The change; ``unchanged`` (and no backup) when the same entry is already there.
 
     Raises:
-        ClientConfigError: The file is unreadable or invalid (it is left untouched), the name is
-            taken by a foreign entry, or the file cannot be written or does not read back as written.
+        ClientConfigError: The file is unreadable, invalid or read-only (it is left untouched), the
+            name is taken by a foreign entry, the file kept changing while it was edited, or it cannot
+            be written.
     """
-    doc = _read(_target(path), key)
-    servers: dict[str, Any] = doc.data.get(key, {})
     # The JSON round trip turns tuples into lists, so the entry compares equal to what reads back.
     new_entry: dict[str, Any] = json.loads(json.dumps(dict(entry), allow_nan=False))
-    if name in servers:
-        if ordered_equal(servers[name], new_entry):
-            return ConfigChange(doc.path, name, "unchanged", new_entry, dry_run=dry_run)
-        if not force and not is_ours(servers[name]):
-            raise ClientConfigError(
-                f'{doc.path.name} already has a server "{name}" that mcpctl did not write;'
-                " choose another server name, or force the replacement"
-            )
-    action: Action = "updated" if name in servers else "added"
-    new_data = with_server(doc.data, name, new_entry, key)
-    return _commit(doc, new_data, name, new_entry, action, dry_run, now, keep_backups)
+
+    def edit(doc: _Document) -> ConfigChange:
+        servers: dict[str, Any] = doc.data.get(key, {})
+        if name in servers:
+            if ordered_equal(servers[name], new_entry):
+                return ConfigChange(doc.path, name, "unchanged", new_entry, dry_run=dry_run)
+            if not force and not is_ours(servers[name]):
+                raise ClientConfigError(
+                    f'{doc.path.name} already has a server "{name}" that mcpctl did not write;'
+                    " pass --server-name with another name, or --force to replace it"
+                )
+        action: Action = "updated" if name in servers else "added"
+        new_data = with_server(doc.data, name, new_entry, key)
+        return _commit(doc, new_data, name, new_entry, action, dry_run, now, keep_backups, app)
+
+    return _edit(path, key, edit, dry_run=dry_run)
 
 
 def remove_server(
@@ -259,6 +279,7 @@ def remove_server(
     now: datetime | None = None,
     keep_backups: int = KEEP_BACKUPS,
     key: str = SERVERS_KEY,
+    app: str = DEFAULT_APP,
 ) -> ConfigChange:
     """Take one server entry out of a client config file; everything else stays as it is.
 
@@ -271,26 +292,88 @@ def remove_server(
         now: Time stamp for the backup's name (default: now, local time).
         keep_backups: How many backups of this file to keep.
         key: The key holding the servers.
+        app: The program that also writes this file, as messages name it (e.g. ``Claude Desktop``).
 
     Returns:
         The change: ``removed`` with the old entry, or ``absent``.
 
     Raises:
-        ClientConfigError: The file is unreadable or invalid (left untouched), the entry is someone
-            else's, or the file cannot be written.
+        ClientConfigError: The file is unreadable, invalid or read-only (left untouched), the entry
+            is someone else's, the file kept changing while it was edited, or it cannot be written.
     """
-    doc = _read(_target(path), key)
-    servers: dict[str, Any] = doc.data.get(key, {})
-    if name not in servers:
-        return ConfigChange(doc.path, name, "absent", None, dry_run=dry_run)
-    old_entry = servers[name]
-    if not force and not is_ours(old_entry):
-        raise ClientConfigError(
-            f'the server "{name}" in {doc.path.name} was not written by mcpctl;'
-            " leave it, or force the removal"
-        )
-    new_data = without_server(doc.data, name, key)
-    return _commit(doc, new_data, name, old_entry, "removed", dry_run, now, keep_backups)
+
+    def edit(doc: _Document) -> ConfigChange:
+        servers: dict[str, Any] = doc.data.get(key, {})
+        if name not in servers:
+            return ConfigChange(doc.path, name, "absent", None, dry_run=dry_run)
+        old_entry = servers[name]
+        if not force and not is_ours(old_entry):
+            raise ClientConfigError(
+                f'the server "{name}" in {doc.path.name} was not written by mcpctl;'
+                " leave it, or pass --force to remove it anyway"
+            )
+        new_data = without_server(doc.data, name, key)
+        return _commit(doc, new_data, name, old_entry, "removed", dry_run, now, keep_backups, app)
+
+    return _edit(path, key, edit, dry_run=dry_run)
+
+
+class _ChangedMeanwhile(ClientConfigError):
+    """Another program saved the file between our read and our rename (or right after it)."""
+
+
+def _edit(path: Path, key: str, edit: Callable[[_Document], ConfigChange], *, dry_run: bool) -> ConfigChange:
+    """Read the file and apply ``edit`` to it; redo it once on the new version if the file changed."""
+    target = _target(path)
+    with _writers_lock(target.parent, enabled=not dry_run):
+        try:
+            return edit(_read(target, key))
+        except _ChangedMeanwhile:
+            # Someone saved a new version meanwhile: make the same edit to that version instead (a
+            # version that no longer parses stops here, untouched). A second change is reported.
+            return edit(_read(target, key))
+
+
+@contextlib.contextmanager
+def _writers_lock(directory: Path, *, enabled: bool) -> Iterator[None]:
+    """Let one mcpctl run at a time edit the files in ``directory`` (an advisory lock on the folder).
+
+    A lock file would leave litter in the app's folder, and the file itself is replaced by the
+    rename, so the folder is what is locked. The apps take no such lock: the change check covers them.
+    Where the folder cannot be locked (no such folder yet, Windows, a file system without locks)
+    the edit goes ahead without it.
+
+    Raises:
+        ClientConfigError: Another mcpctl run held the lock for ``LOCK_TIMEOUT_S``.
+    """
+    fd: int | None = None
+    if enabled and fcntl is not None:
+        with contextlib.suppress(OSError):
+            fd = os.open(directory, os.O_RDONLY)
+    try:
+        if fd is not None:
+            _lock_folder(fd, directory)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
+def _lock_folder(fd: int, directory: Path) -> None:
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise ClientConfigError(
+                    f"another mcpctl run has been editing the files in {directory} for "
+                    f"{LOCK_TIMEOUT_S:g} s; let it finish (or end it), then re-run"
+                ) from None
+            time.sleep(_LOCK_POLL_S)
+        except OSError:
+            return  # this file system cannot lock: go ahead without it
 
 
 def _target(path: Path) -> Path:
@@ -357,7 +440,9 @@ def _commit(
     dry_run: bool,
     now: datetime | None,
     keep_backups: int,
+    app: str,
 ) -> ConfigChange:
+    _check_writable(doc)
     new_text = render(new_data, indent=doc.indent, newline=doc.newline)
     old_text = doc.raw.decode("utf-8-sig") if doc.raw is not None else ""
     diff = "".join(
@@ -374,13 +459,13 @@ def _commit(
     try:
         doc.path.parent.mkdir(parents=True, exist_ok=True)
         backup = _backup(doc, now or datetime.now()) if doc.raw else None
-        _atomic_replace(doc, payload)
+        _atomic_replace(doc, payload, app)
     except OSError as err:
         raise ClientConfigError(
             f"cannot write {doc.path} ({err.strerror or err}); check that its folder is writable"
             " and no other program holds the file open, then re-run"
         ) from err
-    _verify(doc, new_data, backup)
+    _verify(doc, new_data, backup, app)
     _prune_backups(doc.path, keep_backups)
     return ConfigChange(doc.path, name, action, entry, backup, diff, new_text)
 
@@ -412,7 +497,39 @@ def _backup(doc: _Document, now: datetime) -> Path:
     raise ClientConfigError(f"too many backups of {doc.path.name} this second; remove some, then re-run")
 
 
-def _atomic_replace(doc: _Document, payload: bytes) -> None:
+def _check_writable(doc: _Document) -> None:
+    """Refuse a file its owner made read-only, or one this user may not write.
+
+    The rename would replace it all the same (it needs only the folder to be writable), so the
+    file's own mode is checked here; root passes ``os.access``, hence the mode bits are checked too.
+
+    Raises:
+        ClientConfigError: The file is read-only or not writable by this user.
+    """
+    if doc.raw is None or doc.mode is None:
+        return  # a new file
+    fix = f"`chmod u+w {doc.path}`" if os.name == "posix" else "clear its read-only attribute"
+    if not doc.mode & stat.S_IWUSR:
+        raise ClientConfigError(
+            f"{doc.path} is read-only (mode {doc.mode:04o}), so mcpctl leaves it as it is;"
+            f" make it writable ({fix}) and run the command again, or edit it by hand"
+        )
+    if not os.access(doc.path, os.W_OK):
+        owner = f", owner uid {doc.owner[0]}" if doc.owner is not None else ""
+        raise ClientConfigError(
+            f"{doc.path} is not writable by this user (mode {doc.mode:04o}{owner}), so mcpctl leaves it"
+            " as it is; run mcpctl as the user the file belongs to, or edit it by hand"
+        )
+
+
+def _changed_meanwhile(doc: _Document, app: str, when: str, saved: str = "") -> _ChangedMeanwhile:
+    return _ChangedMeanwhile(
+        f"{doc.path.name} changed {when} mcpctl updated it (another mcpctl run or {app} saved it){saved};"
+        f" run the command again, after quitting {app} if this keeps happening"
+    )
+
+
+def _atomic_replace(doc: _Document, payload: bytes, app: str) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=doc.path.parent, prefix=f".{doc.path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
@@ -424,10 +541,7 @@ def _atomic_replace(doc: _Document, payload: bytes) -> None:
         _copy_owner(doc, tmp)
         # The app may rewrite its config while running; never clobber a version we did not read.
         if _read_bytes(doc.path) != doc.raw:
-            raise ClientConfigError(
-                f"{doc.path.name} changed while mcpctl was updating it;"
-                " quit the app that uses it, then re-run"
-            )
+            raise _changed_meanwhile(doc, app, "while", ", so it was left as they saved it")
         os.replace(tmp, doc.path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -449,18 +563,15 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _verify(doc: _Document, expected: dict[str, Any], backup: Path | None) -> None:
+def _verify(doc: _Document, expected: dict[str, Any], backup: Path | None, app: str) -> None:
     raw = _read_bytes(doc.path)
     try:
         data = json.loads(raw.decode("utf-8-sig")) if raw is not None else None
     except ValueError:
         data = None
     if not ordered_equal(data, expected):
-        saved = f"; the previous version is in {backup}" if backup else ""
-        raise ClientConfigError(
-            f"{doc.path} did not read back as written, so another program changed it;"
-            f" quit the app that uses it and re-run{saved}"
-        )
+        saved = f" and the version before ours is in {backup}" if backup else ""
+        raise _changed_meanwhile(doc, app, "right after", saved)
 
 
 def _prune_backups(path: Path, keep: int) -> None:

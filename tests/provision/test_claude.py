@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from provision.errors import ClientConfigError, ProfileError
 
 NOW = datetime(2026, 11, 21, 21, 30, 0)
 SERVER = "sales-demo"
+BOUND = 60.0  # seconds any writer may take: an upper bound, never an expectation
 SECRET_KEY_TEXT = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAnotreallyakey\n"
 
 
@@ -283,11 +285,14 @@ def test_foreign_entry_with_our_name_is_refused_unless_forced(tmp_path: Path) ->
     path.write_text(json.dumps({"mcpServers": {SERVER: foreign}}))
     before = path.read_bytes()
 
-    with pytest.raises(ClientConfigError, match="that mcpctl did not write"):
+    with pytest.raises(ClientConfigError, match="that mcpctl did not write") as refused_write:
         write(path)
-    with pytest.raises(ClientConfigError, match="was not written by mcpctl"):
+    with pytest.raises(ClientConfigError, match="was not written by mcpctl") as refused_removal:
         remove(path)
     assert path.read_bytes() == before
+    # The hints name the real options of `mcpctl config claude|gemini` (checked in test_cli.py).
+    assert "pass --server-name with another name, or --force to replace it" in str(refused_write.value)
+    assert "pass --force to remove it anyway" in str(refused_removal.value)
 
     assert write(path, force=True).action == "updated"
     assert json.loads(path.read_text())["mcpServers"][SERVER] == ours()
@@ -361,24 +366,182 @@ def test_symlinked_config_is_edited_through_the_link(tmp_path: Path) -> None:
     assert json.loads(real.read_text())["mcpServers"][SERVER] == ours()
 
 
-def test_file_changed_by_the_app_meanwhile_is_not_clobbered(
+def _app_saves_before_our_rename(
+    monkeypatch: pytest.MonkeyPatch, path: Path, versions: list[str]
+) -> list[str]:
+    """Make the running app save ``path`` again between our read and our rename, once per version.
+
+    The save happens when our temp file is created, i.e. after the file was read and backed up and
+    before it is replaced. Returns the list of versions saved so far.
+    """
+    real_mkstemp = tempfile.mkstemp
+    saved: list[str] = []
+
+    def app_saves(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        if len(saved) < len(versions):
+            saved.append(versions[len(saved)])
+            path.write_text(saved[-1])  # in place, as an editor or the app does: the mode stays
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", app_saves)
+    return saved
+
+
+def test_a_save_by_the_app_meanwhile_is_kept_and_our_edit_redone_on_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "claude_desktop_config.json"
     path.write_text("{}")
-    real_mkstemp = tempfile.mkstemp
+    path.chmod(0o600)
+    app_version = {"mcpServers": {"theirs": {"command": "npx"}}, "theme": "dark"}
+    saved = _app_saves_before_our_rename(monkeypatch, path, [json.dumps(app_version)])
 
-    def app_writes_first(*args: Any, **kwargs: Any) -> tuple[int, str]:
-        path.write_text('{"written": "by the app"}')  # the running app saves between our read and rename
-        return real_mkstemp(*args, **kwargs)
+    change = write(path)
 
-    monkeypatch.setattr(tempfile, "mkstemp", app_writes_first)
+    assert saved == [json.dumps(app_version)]
+    assert change.action == "added"
+    assert json.loads(path.read_text()) == {
+        "mcpServers": {"theirs": {"command": "npx"}, SERVER: ours()},
+        "theme": "dark",
+    }
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert change.backup is not None and json.loads(change.backup.read_text()) == app_version
+    assert [n for n in listing(tmp_path) if n.endswith(".tmp")] == []
 
-    with pytest.raises(ClientConfigError, match="changed while mcpctl was updating it"):
+
+def test_a_file_that_keeps_changing_is_left_as_the_app_saved_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "claude_desktop_config.json"
+    path.write_text("{}")
+    versions = ['{"written": "by the app"}', '{"written": "by the app, again"}']
+    _app_saves_before_our_rename(monkeypatch, path, versions)
+
+    with pytest.raises(ClientConfigError) as caught:
+        claude.configure_client(inputs(tmp_path), path=path, system=tool_system(tmp_path), now=NOW)
+
+    message = str(caught.value)
+    # Either writer may have been the other one: neither is blamed alone, and the way out is named.
+    assert "changed while mcpctl updated it (another mcpctl run or Claude Desktop saved it)" in message
+    assert "run the command again" in message
+    assert path.read_text() == versions[-1]
+    assert [n for n in listing(tmp_path) if n.endswith(".tmp")] == []
+
+
+def test_a_new_version_that_does_not_parse_is_not_edited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text("{}")
+    _app_saves_before_our_rename(monkeypatch, path, ['{"half": '])
+
+    with pytest.raises(ClientConfigError, match=r"settings\.json is not valid JSON"):
         write(path)
 
-    assert path.read_text() == '{"written": "by the app"}'
+    assert path.read_text() == '{"half": '
+
+
+def _add_entries_at_once(path: Path, names: list[str]) -> list[BaseException | None]:
+    """Let one thread per name add its own entry to ``path``, all starting at the same moment."""
+    start = threading.Barrier(len(names))
+    outcomes: list[BaseException | None] = [None] * len(names)
+
+    def add(index: int) -> None:
+        try:
+            start.wait(timeout=BOUND)
+            clientconfig.set_server(
+                path, names[index], ours(f"/opt/{names[index]}/mcpctl"), is_ours=claude.is_mcpctl_entry
+            )
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=add, args=(i,), daemon=True) for i in range(len(names))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=BOUND)
+    assert not any(thread.is_alive() for thread in threads), f"a writer took longer than {BOUND} s"
+    return outcomes
+
+
+def test_concurrent_mcpctl_writers_take_turns_and_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "claude_desktop_config.json"
+    path.write_text(json.dumps({"mcpServers": {"theirs": {"command": "npx"}}}))
+    path.chmod(0o600)
+    names = [f"sales-{n}" for n in range(8)]
+
+    outcomes = _add_entries_at_once(path, names)
+
+    assert outcomes == [None] * len(names)
+    servers = json.loads(path.read_text())["mcpServers"]
+    assert sorted(servers) == sorted(["theirs", *names])
+    assert all(servers[name] == ours(f"/opt/{name}/mcpctl") for name in names)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [n for n in listing(tmp_path) if n.endswith(".tmp")] == []
+
+
+def test_concurrent_mcpctl_processes_lose_no_entry(mcpctl_home: Path, tmp_path: Path) -> None:
+    """Real `mcpctl config claude` processes started together on one file: every entry arrives."""
+    from provision.profiles import Profile, save_profile
+
+    names = [f"p{n}" for n in range(4)]
+    for name in names:
+        save_profile(Profile(name=name, host="203.0.113.7", user="ubuntu"))
+    path = tmp_path / "claude_desktop_config.json"
+    path.write_text("{}")
+    mcpctl = Path(sys.executable).parent / "mcpctl"
+    env = {**os.environ, "MCPCTL_HOME": str(mcpctl_home)}
+    processes = [
+        subprocess.Popen(
+            [str(mcpctl), "config", "claude", name, "--config-path", str(path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in names
+    ]
+    results = [(p.wait(timeout=BOUND), *p.communicate(timeout=BOUND)) for p in processes]
+
+    assert [status for status, _, _ in results] == [0] * len(names), results
+    assert sorted(json.loads(path.read_text())["mcpServers"]) == [f"sales-{name}" for name in names]
+
+
+@pytest.mark.parametrize("client", ["claude", "gemini"])
+def test_a_read_only_config_is_refused_and_left_untouched(tmp_path: Path, client: claude.Client) -> None:
+    path = tmp_path / ("claude_desktop_config.json" if client == "claude" else "settings.json")
+    path.write_text(json.dumps({"mcpServers": {SERVER: ours()}, "theme": "dark"}))
+    path.chmod(0o444)
+    before = path.read_bytes()
+    system = tool_system(tmp_path)
+
+    entry = inputs(tmp_path)
+    for attempt in (
+        lambda: claude.configure_client(entry, client=client, path=path, style="ssh", system=system),
+        lambda: claude.configure_client(entry, client=client, path=path, system=system, dry_run=True),
+        lambda: claude.remove_client_entry("demo", client=client, path=path, system=system),
+    ):
+        with pytest.raises(ClientConfigError) as caught:
+            attempt()
+        assert caught.value.exit_code == 6
+        assert f"{path} is read-only (mode 0444)" in str(caught.value)
+        assert f"chmod u+w {path}" in str(caught.value)
+
+    assert path.read_bytes() == before
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert listing(tmp_path) == sorted([path.name, "bin", "venv"])  # no backup, no temp file
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o604])
+def test_the_files_mode_is_kept_when_it_is_written(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "claude_desktop_config.json"
+    path.write_text("{}")
+    path.chmod(mode)
+
+    assert write(path).action == "added"
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert remove(path).action == "removed"
+    assert stat.S_IMODE(path.stat().st_mode) == mode
 
 
 def test_failed_rename_leaves_the_file_whole_and_no_temp_file(
