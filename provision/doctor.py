@@ -41,6 +41,7 @@ from provision import claude, clientconfig
 from provision.errors import ClientConfigError, ConnectError, HostKeyError, McpctlError, ProfileError
 
 if TYPE_CHECKING:
+    from asyncssh import SSHKey
     from mcp import Client
     from mcp.client._transport import TransportStreams
 
@@ -347,7 +348,7 @@ class _Doctor:
     async def check_host_key(self) -> None:
         import asyncssh
 
-        from provision.remote import fetch_host_key
+        from provision.remote import HostKey, describe_keys, fetch_host_key, pinned_phrase
 
         assert self.target is not None
         target = self.target
@@ -374,37 +375,39 @@ class _Doctor:
             detail = f"{file} trusts a certificate authority for {name}; the connect phase checks it"
             self.add(Check("host key", True, _since(started), detail))
             return
-        presented: list[str] = []
+        pinned = _distinct(pinned)  # one key can sit on several lines: list and compare it once
+        presented: list[HostKey] = []
+        fetched: dict[tuple[str, ...], HostKey] = {}  # two pinned keys of one type: ask the host once
         for key in pinned:
-            algorithms = [alg.decode("ascii") for alg in key.sig_algorithms]
+            algorithms = tuple(alg.decode("ascii") for alg in key.sig_algorithms)
             try:
-                host_key = await fetch_host_key(
-                    target.host, target.port, timeout=target.connect_timeout, algorithms=algorithms
-                )
+                if algorithms not in fetched:
+                    fetched[algorithms] = await fetch_host_key(
+                        target.host, target.port, timeout=target.connect_timeout, algorithms=algorithms
+                    )
             except ConnectError as exc:
                 if isinstance(exc.__cause__, asyncssh.KeyExchangeFailed):
                     continue  # the host has no key of this type (any more)
                 detail = (
-                    f"{file} pins {_fingerprints(pinned)} for {name}; not compared: "
+                    f"{file} {pinned_phrase(pinned)} for {name}; not compared: "
                     f"{target.address} did not answer (see connect)"
                 )
                 self.add(Check("host key", True, _since(started), detail, warning=True))
                 return
             except HostKeyError as exc:  # the server showed no key at all
                 self.fail("host key", started, str(exc), "ask the host's owner to check its sshd setup.")
+            host_key = fetched[algorithms]
             if host_key.fingerprint == key.get_fingerprint("sha256"):
                 detail = f"{target.address} presents {host_key.fingerprint}, pinned in {file}"
                 self.add(Check("host key", True, _since(started), detail))
                 return
-            presented.append(host_key.fingerprint)
+            presented.append(host_key)
         if not presented:
             with contextlib.suppress(McpctlError):
                 presented.append(
-                    (
-                        await fetch_host_key(target.host, target.port, timeout=target.connect_timeout)
-                    ).fingerprint
+                    await fetch_host_key(target.host, target.port, timeout=target.connect_timeout)
                 )
-        new = presented[0] if presented else "SHA256:..."
+        new = presented[0].fingerprint if presented else "SHA256:..."
         if not pinned:
             self.fail(
                 "host key",
@@ -416,8 +419,8 @@ class _Doctor:
         self.fail(
             "host key",
             started,
-            f"the host key of {target.address} CHANGED: {file} pins {_fingerprints(pinned)} but the host "
-            f"presents {', '.join(presented) or 'no key of that type'}",
+            f"the host key of {target.address} CHANGED: {file} {pinned_phrase(pinned)} for {name}, but "
+            f"the host presents {describe_keys(presented) or 'no key of those types'}",
             f"if the host was rebuilt, confirm {new} with its owner and re-pin it with `mcpctl provision "
             f"{self.name} --host-key {new}` (or delete the line for {name} from {target.known_hosts}); "
             "otherwise do not connect, the connection may be intercepted.",
@@ -875,8 +878,12 @@ def _is_answer(exc: BaseException) -> bool:
     return isinstance(exc, MCPError) and exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT)
 
 
-def _fingerprints(keys: Sequence[object]) -> str:
-    return ", ".join(key.get_fingerprint("sha256") for key in keys)  # type: ignore[attr-defined]
+def _distinct(keys: Sequence[SSHKey]) -> list[SSHKey]:
+    """``keys`` without repeats of the same key, in order."""
+    distinct: dict[str, SSHKey] = {}
+    for key in keys:
+        distinct.setdefault(key.get_fingerprint("sha256"), key)
+    return list(distinct.values())
 
 
 # ---------------------------------------------------------------------------------------- the API

@@ -34,7 +34,7 @@ import hashlib
 import hmac
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,19 +226,38 @@ def _host_key_error(
     # Look the host up exactly as asyncssh did, to tell "changed" from "never pinned".
     pinned = known.match(host, addr, None if port == 22 else port)[0]
     if pinned:
-        old = ", ".join(k.get_fingerprint("sha256") for k in pinned)
         return HostKeyError(
-            f"the host key of {target.address} CHANGED: {file} pins {old} but the host now presents "
-            f"{new.fingerprint}; if the host was rebuilt, check the new fingerprint and re-pin it with "
-            f"`mcpctl provision {ref} --host-key {new.fingerprint}` or delete the line for "
-            f"{target.known_hosts_name} from {file}, otherwise do not connect: the connection may be "
-            "intercepted."
+            f"the host key of {target.address} CHANGED: {file} {pinned_phrase(pinned)} for "
+            f"{target.known_hosts_name}, but the host now presents {describe_keys([new])}; if the host "
+            f"was rebuilt, check the new fingerprint and re-pin it with `mcpctl provision {ref} "
+            f"--host-key {new.fingerprint}` or delete the line for {target.known_hosts_name} from "
+            f"{file}, otherwise do not connect: the connection may be intercepted."
         )
     return HostKeyError(
         f"the host key of {target.address} is not pinned in {file} (the host presents {new.fingerprint}); "
         f"mcpctl never trusts a key on first use: check that fingerprint and pin it with "
         f"`mcpctl provision {ref} --host-key {new.fingerprint}`."
     )
+
+
+def describe_keys(keys: Iterable[HostKey]) -> str:
+    """List each distinct key once, in order, as ``SHA256:... (ssh-ed25519)``, comma-separated.
+
+    One key is often matched more than once (pinned under a name that is also the address, as
+    127.0.0.1 is, or on two lines); listed twice, it would read as two different keys.
+    """
+    distinct: dict[str, str] = {}
+    for key in keys:
+        distinct.setdefault(key.fingerprint, key.algorithm)
+    return ", ".join(f"{fingerprint} ({algorithm})" for fingerprint, algorithm in distinct.items())
+
+
+def pinned_phrase(keys: Iterable[asyncssh.SSHKey]) -> str:
+    """``pins SHA256:... (type)``, or ``pins N keys (...)`` when several distinct keys are pinned."""
+    described = [HostKey.from_ssh_key(key) for key in keys]
+    count = len({key.fingerprint for key in described})
+    listed = describe_keys(described)
+    return f"pins {count} keys ({listed})" if count > 1 else f"pins {listed}"
 
 
 def _dropped(target: Target, exc: BaseException, doing: str) -> ConnectError:
