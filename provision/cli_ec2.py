@@ -1,8 +1,8 @@
 """The EC2 commands of mcpctl (``status``, ``stop``, ``start``, ``destroy``) and ``provision --ec2`` glue.
 
 :func:`register` adds the commands to the main app; ``provision.cli`` calls it on import. Like every
-command, each one parses, calls one library function (:mod:`provision.ec2_lifecycle`,
-:mod:`provision.ec2_provision`) and renders the result: human output on stderr, ``--json`` on stdout.
+command, each one parses, calls one library function (:mod:`provision.ec2.lifecycle`,
+:mod:`provision.ec2.provisioning`) and renders the result: human output on stderr, ``--json`` on stdout.
 Nothing heavy is imported here at import time (boto3 and asyncssh load inside the commands).
 """
 
@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from provision.ec2_lifecycle import Ec2Status
-    from provision.ec2_model import Ec2Plan
-    from provision.ec2_provision import SpecOptions
+    from provision.ec2.lifecycle import Ec2Status
+    from provision.ec2.model import Ec2Plan
+    from provision.ec2.provisioning import SpecOptions
     from provision.provisioner import ProvisionResult
 
 
@@ -49,7 +49,7 @@ class Ec2Options:
         return [flag for flag, value in values.items() if value is not None]
 
     def spec_options(self) -> "SpecOptions":
-        """The options that choose what to launch, as :func:`provision.ec2_provision.plan_ec2` takes them."""
+        """The options that choose what to launch, as :func:`provision.ec2.provisioning.plan_ec2` takes them."""
         return {
             "region": self.region,
             "instance_type": self.instance_type,
@@ -75,10 +75,10 @@ def print_plan(name: str, options: Ec2Options, *, as_json: bool) -> None:
     """``provision NAME --ec2 --dry-run``: show what would be created or reused, and the cost.
 
     Raises:
-        CloudError, ProfileError: As :func:`provision.ec2_provision.plan_ec2` reports them.
+        CloudError, ProfileError: As :func:`provision.ec2.provisioning.plan_ec2` reports them.
     """
     from provision.cli import emit_json, err
-    from provision.ec2_provision import plan_ec2
+    from provision.ec2.provisioning import plan_ec2
 
     plan = plan_ec2(name, **options.spec_options())
     if as_json:
@@ -128,15 +128,15 @@ def run_provision(
     force: bool,
     on_phase: Callable[[str, str], None],
 ) -> "ProvisionResult":
-    """``provision NAME --ec2``: run :func:`provision.ec2_provision.provision_ec2` and say where it runs.
+    """``provision NAME --ec2``: run :func:`provision.ec2.provisioning.provision_ec2` and say where it runs.
 
     Raises:
-        McpctlError: As :func:`provision.ec2_provision.provision_ec2` reports it.
+        McpctlError: As :func:`provision.ec2.provisioning.provision_ec2` reports it.
     """
     import anyio
 
     from provision.cli import err
-    from provision.ec2_provision import provision_ec2
+    from provision.ec2.provisioning import provision_ec2
 
     result = anyio.run(
         lambda: provision_ec2(
@@ -199,7 +199,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def status(name: NameArg, as_json: JsonOpt = False) -> None:
         """Show profile NAME's EC2 instance: state, address, type, uptime, hourly cost."""
-        from provision.ec2_lifecycle import status_profile
+        from provision.ec2.lifecycle import status_profile
 
         result = status_profile(name)
         if as_json:
@@ -211,7 +211,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def stop(name: NameArg, as_json: JsonOpt = False) -> None:
         """Stop profile NAME's EC2 instance: compute billing ends, the disk is kept."""
-        from provision.ec2_lifecycle import stop_profile
+        from provision.ec2.lifecycle import stop_profile
 
         result = stop_profile(name, on_phase=phase_printer())
         if as_json:
@@ -226,7 +226,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def start(name: NameArg, as_json: JsonOpt = False) -> None:
         """Start profile NAME's EC2 instance, wait for SSH, and record its new address."""
-        from provision.ec2_lifecycle import start_profile
+        from provision.ec2.lifecycle import start_profile
 
         result = start_profile(name, on_phase=phase_printer())
         if as_json:
@@ -244,7 +244,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Terminate profile NAME's EC2 instance, delete what mcpctl made for it in AWS and locally."""
-        from provision.ec2_lifecycle import destroy_profile, ec2_profile
+        from provision.ec2.lifecycle import destroy_profile, ec2_profile
 
         profile, region = ec2_profile(name, "destroy")  # refuses other kinds before asking anything
         instance = profile.ec2.instance_id if profile.ec2 is not None else None

@@ -755,7 +755,7 @@ def _host_running(profile: Profile) -> Profile:
         CloudError, ConnectError, SandboxError: The host cannot be started.
     """
     if profile.kind == "ec2":
-        from provision.ec2_lifecycle import ensure_running
+        from provision.ec2.lifecycle import ensure_running
 
         return ensure_running(profile, on_phase=lambda phase, detail: log.info("ec2 %s: %s", phase, detail))
     if profile.kind == "sandbox" and profile.host in ("127.0.0.1", "localhost"):

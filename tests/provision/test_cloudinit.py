@@ -1,4 +1,4 @@
-"""provision.cloudinit: the user-data parses, installs exactly the host key we pin, and the watchdog."""
+"""provision.ec2.cloudinit: the user-data parses, installs exactly the host key we pin, and the watchdog."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import asyncssh
 import pytest
 import yaml  # type: ignore[import-untyped]  # locked via moto; the user-data must be real YAML
 
-from provision import cloudinit as ci
+from provision.ec2 import cloudinit as ci
 from provision.errors import McpctlError
 
 

@@ -26,18 +26,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from typer.testing import CliRunner
 
-from provision import ec2, ec2_provision, provisioner
+from provision import ec2, provisioner
 from provision.cli import app
-from provision.cloudinit import HostKey
-from provision.ec2_lifecycle import (
+from provision.ec2 import provisioning as ec2_provision
+from provision.ec2.cloudinit import HostKey
+from provision.ec2.lifecycle import (
     destroy_profile,
     ensure_running,
     start_profile,
     status_profile,
     stop_profile,
 )
-from provision.ec2_model import Ec2Instance, Ec2Launch, Pacing, SshEndpoint
-from provision.ec2_provision import Ec2Runtime, provision_ec2, resolve_spec
+from provision.ec2.model import Ec2Instance, Ec2Launch, Pacing, SshEndpoint
+from provision.ec2.provisioning import Ec2Runtime, provision_ec2, resolve_spec
 from provision.errors import CloudError, HostKeyError, ProfileError, RemoteError
 from provision.profiles import (
     Ec2Settings,

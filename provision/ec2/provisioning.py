@@ -2,7 +2,7 @@
 
 The flow, each step idempotent so a re-run converges and says "up to date":
 
-1. :func:`provision.ec2.launch` finds (starting it if stopped) or launches the tagged instance and
+1. :func:`provision.ec2.launching.launch` finds (starting it if stopped) or launches the tagged instance and
    waits for an SSH banner;
 2. the ``ec2`` profile is saved at once (host = public IP, identity = the generated client key,
    ``host_key_alias`` = ``mcpctl-NAME-<instance-id>``), so an interrupted run leaves a profile that
@@ -13,7 +13,7 @@ The flow, each step idempotent so a re-run converges and says "up to date":
 5. the same bootstrap as ``--host`` (:func:`provision.provisioner.bootstrap_profile`).
 
 Power and teardown of ec2 profiles (``status``, ``stop``, ``start``, ``destroy``, and the
-:func:`ensure_running` that ``mcpctl connect`` calls) are in :mod:`provision.ec2_lifecycle`.
+:func:`ensure_running` that ``mcpctl connect`` calls) are in :mod:`provision.ec2.lifecycle`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
-from provision.ec2_model import (
+from provision.ec2 import launching
+from provision.ec2.model import (
     DEFAULT_PACING,
     Ec2Clients,
     Ec2Launch,
@@ -60,7 +61,7 @@ class Ec2Runtime:
     """How ec2 profiles reach AWS and the instance. The defaults are the real thing; tests swap parts.
 
     Attributes:
-        clients: region -> boto3 clients (default :func:`provision.ec2_model.make_clients`).
+        clients: region -> boto3 clients (default :func:`provision.ec2.model.make_clients`).
         pacing: deadlines and polling for AWS waits, SSH banners and the first login.
         endpoint: running instance -> where its sshd is (default: public IP, port 22, ``ubuntu``).
         host_key_factory: makes the host key a new instance installs (default: a fresh ed25519 key).
@@ -77,7 +78,7 @@ class Ec2Runtime:
         Raises:
             CloudError: boto3 cannot build them (e.g. AWS_PROFILE names a profile that does not exist).
         """
-        from provision.aws_errors import translated
+        from provision.ec2.aws_errors import translated
 
         with translated(region):
             return self.clients(region) if self.clients is not None else make_clients(region)
@@ -190,10 +191,9 @@ def plan_ec2(name: str, *, runtime: Ec2Runtime = DEFAULT_RUNTIME, **options: Unp
     Raises:
         CloudError, ProfileError: As :func:`resolve_spec` and :func:`provision.ec2.plan` report them.
     """
-    from provision import ec2
 
     spec = resolve_spec(name, existing_ec2_profile(name), **options)
-    return ec2.plan(spec, keys_dir(), clients=runtime.clients_for(spec.region))
+    return launching.plan(spec, keys_dir(), clients=runtime.clients_for(spec.region))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,7 +222,6 @@ async def provision_ec2(
         HostKeyError: the host presents another key than the one we installed (never accepted).
         ConnectError, RemoteError: SSH, cloud-init or the bootstrap failed.
     """
-    from provision import ec2
     from provision.provisioner import ProvisionResult, bootstrap_profile
 
     report = on_phase or silent
@@ -230,7 +229,7 @@ async def provision_ec2(
     spec = resolve_spec(name, existing, **options)
     # Called synchronously on purpose: Ctrl-C must reach launch() itself, whose cleanup removes a
     # half-made first launch (a worker thread would keep running, and billing, after the interrupt).
-    launched = ec2.launch(
+    launched = launching.launch(
         spec,
         keys_dir(),
         clients=runtime.clients_for(spec.region),

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from provision.ec2_model import (
+from provision.ec2.model import (
     AMI_PARAMETER,
     Ec2Instance,
     Ec2Spec,
@@ -20,7 +20,7 @@ from provision.ec2_model import (
     spec_tags,
     tag_filter,
 )
-from provision.ec2_wait import wait_state
+from provision.ec2.wait import wait_state
 from provision.errors import CloudError
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Waiting, under one deadline: for an instance state (boto3 waiters) and for an SSH banner.
 
-All waits take a :class:`~provision.ec2_model.Pacing` (clock, sleep, poll interval, timeout), so tests
+All waits take a :class:`~provision.ec2.model.Pacing` (clock, sleep, poll interval, timeout), so tests
 reach deadlines on a fake clock instead of sleeping.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from provision.ec2_model import DEFAULT_PACING, Pacing, PhaseCallback, SshProbe, silent
+from provision.ec2.model import DEFAULT_PACING, Pacing, PhaseCallback, SshProbe, silent
 from provision.errors import CloudError, ConnectError
 
 if TYPE_CHECKING:

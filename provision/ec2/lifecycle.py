@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from provision.ec2_model import DestroyReport, Ec2Instance, PhaseCallback, public_endpoint, silent
-from provision.ec2_pricing import hourly_cost_usd
-from provision.ec2_provision import DEFAULT_RUNTIME, Ec2Runtime
+from provision.ec2 import power
+from provision.ec2.model import DestroyReport, Ec2Instance, PhaseCallback, public_endpoint, silent
+from provision.ec2.pricing import hourly_cost_usd
+from provision.ec2.provisioning import DEFAULT_RUNTIME, Ec2Runtime
 from provision.errors import CloudError, ProfileError
 from provision.profiles import (
     Profile,
@@ -114,10 +115,9 @@ def status_profile(name: str, *, runtime: Ec2Runtime = DEFAULT_RUNTIME) -> Ec2St
         ProfileError: see :func:`ec2_profile`.
         CloudError: AWS failed, or several instances carry the profile's tag.
     """
-    from provision import ec2
 
     profile, region = ec2_profile(name, "status")
-    inst = ec2.find_instance(name, region, clients=runtime.clients_for(region))
+    inst = power.find_instance(name, region, clients=runtime.clients_for(region))
     return _status(profile, region, inst)
 
 
@@ -130,10 +130,9 @@ def stop_profile(
         ProfileError: see :func:`ec2_profile`.
         CloudError: no instance is tagged for the profile, or AWS failed.
     """
-    from provision import ec2
 
     profile, region = ec2_profile(name, "stop")
-    inst = ec2.stop(
+    inst = power.stop(
         name, region, clients=runtime.clients_for(region), on_phase=on_phase, pacing=runtime.pacing
     )
     return _status(profile, region, inst)
@@ -188,11 +187,10 @@ def destroy_profile(
         CloudError: AWS failed, or something tagged for the profile is left (local files are then kept).
         McpctlError: the client key file cannot be removed.
     """
-    from provision import ec2
-    from provision.ec2_keys import remove_client_key
+    from provision.ec2.keys import remove_client_key
 
     _, region = ec2_profile(name, "destroy")
-    report = ec2.destroy(
+    report = power.destroy(
         name, region, clients=runtime.clients_for(region), on_phase=on_phase, pacing=runtime.pacing
     )
     removed = remove_client_key(keys_dir(), name)
@@ -205,11 +203,10 @@ def destroy_profile(
 def _ensure_running(
     profile: Profile, region: str, report: PhaseCallback, runtime: Ec2Runtime
 ) -> tuple[Profile, Ec2Instance]:
-    from provision import ec2
-    from provision.ec2_wait import wait_ssh
+    from provision.ec2.wait import wait_ssh
 
     clients = runtime.clients_for(region)
-    inst = ec2.find_instance(profile.name, region, clients=clients)
+    inst = power.find_instance(profile.name, region, clients=clients)
     if inst is None:
         raise CloudError(
             f"No EC2 instance in {region} is tagged for profile '{profile.name}' (destroyed?).",
@@ -227,7 +224,7 @@ def _ensure_running(
         if (where.host, where.port) == (profile.host, profile.port):
             return profile, inst  # the common case for `connect`: one describe call, nothing else
     else:
-        inst = ec2.start(profile.name, region, clients=clients, on_phase=report, pacing=runtime.pacing)
+        inst = power.start(profile.name, region, clients=clients, on_phase=report, pacing=runtime.pacing)
         where = resolve(inst)
     wait_ssh(where.host, where.port, pacing=runtime.pacing, on_phase=report)
     if (where.host, where.port) == (profile.host, profile.port):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provision import __version__
-from provision.cloudinit import LOGIN_USER, HostKey
+from provision.ec2.cloudinit import LOGIN_USER, HostKey
 from provision.errors import CloudError, ProfileError
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ class Change:
 
 @dataclass(frozen=True)
 class Ec2Plan:
-    """What :func:`provision.ec2.launch` would do, computed read-only for ``--dry-run``."""
+    """What :func:`provision.ec2.launching.launch` would do, computed read-only for ``--dry-run``."""
 
     spec: Ec2Spec
     ssh_cidr: str
@@ -205,7 +205,7 @@ class Ec2Plan:
 
 @dataclass(frozen=True)
 class Ec2Launch:
-    """The result of :func:`provision.ec2.launch`.
+    """The result of :func:`provision.ec2.launching.launch`.
 
     Attributes:
         instance: the running, SSH-reachable instance.

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from provision.ec2_model import TAG_PROFILE, Change, Ec2Spec, Pacing, PhaseCallback, spec_tags, tag_value
+from provision.ec2.model import TAG_PROFILE, Change, Ec2Spec, Pacing, PhaseCallback, spec_tags, tag_value
 from provision.errors import CloudError, ProfileError
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provision.ec2_model import TAG_PROFILE, Change, ClientKey, Ec2Spec, spec_tags, tag_value
+from provision.ec2.model import TAG_PROFILE, Change, ClientKey, Ec2Spec, spec_tags, tag_value
 from provision.errors import McpctlError
 
 if TYPE_CHECKING:
