@@ -8,11 +8,13 @@ imported inside the commands so that ``mcpctl --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
@@ -310,6 +312,103 @@ def _confirm_key(yes: bool) -> Callable[[str, int, str], bool] | None:
     return ask if (yes or sys.stdin.isatty()) else None
 
 
+ProvisionKind = Literal["host", "sandbox", "ec2"]
+_KIND_FLAGS: dict[str, ProvisionKind] = {"--host": "host", "--sandbox": "sandbox", "--ec2": "ec2"}
+
+
+@dataclass(frozen=True)
+class _ProvisionMode:
+    """What kind of host ``provision NAME`` works on, and how messages name that choice.
+
+    Attributes:
+        kind: ``host``, ``sandbox`` or ``ec2``: the flag given, else the saved profile's kind.
+        label: The flag given (``--sandbox``), or the saved profile (``the sandbox profile 'demo'``).
+        name: The profile name.
+        remote_dir: The saved profile's remote directory, when there is a saved profile.
+    """
+
+    kind: ProvisionKind
+    label: str
+    name: str
+    remote_dir: str | None = None
+
+
+def _provision_mode(name: str, *, host: str | None, sandbox: bool, ec2: bool) -> _ProvisionMode:
+    """Tell which kind of host ``provision`` works on: the one flag given, else the saved profile's kind.
+
+    Raises:
+        McpctlError: Several of --host, --sandbox and --ec2 are given.
+    """
+    from provision.profiles import list_profiles, load_profile
+
+    flags = {"--host": host is not None, "--sandbox": sandbox, "--ec2": ec2}
+    chosen = [flag for flag, on in flags.items() if on]
+    if len(chosen) > 1:
+        raise McpctlError(f"choose one of {', '.join(chosen)}, not several.")
+    saved = None
+    if name in list_profiles():
+        with contextlib.suppress(McpctlError):  # a broken profile is reported by the provisioner
+            saved = load_profile(name)
+    remote_dir = saved.remote_dir if saved is not None else None
+    if chosen:
+        return _ProvisionMode(_KIND_FLAGS[chosen[0]], chosen[0], name, remote_dir)
+    if saved is None:  # a new profile: the host path says that it needs --host or --sandbox
+        return _ProvisionMode("host", "a profile without --ec2", name)
+    return _ProvisionMode(saved.kind, f"the {saved.kind} profile '{name}'", name, remote_dir)
+
+
+def _why_host_option_does_not_apply(mode: _ProvisionMode, flag: str) -> str | None:
+    """Why a login or install option means nothing for ``mode`` (a clause), or None when it applies."""
+    if mode.kind == "sandbox":
+        return {
+            "--host-key": "the sandbox's host key is read from its own files",
+            "--identity-file": "the sandbox logs in with its own client key",
+            "--remote-dir": f"the sandbox always uses {_sandbox_remote_dir(mode)}",
+            "--yes": "the sandbox's host key is read from its own files, so there is nothing to confirm",
+        }[flag]
+    if mode.kind == "ec2":
+        return {
+            "--host-key": "mcpctl makes the instance's host key and pins it itself",
+            "--identity-file": "mcpctl makes the instance's login key",
+            "--yes": "mcpctl makes the instance's host key, so there is nothing to confirm",
+        }.get(flag)
+    return None
+
+
+def _sandbox_remote_dir(mode: _ProvisionMode) -> str:
+    from provision import sandbox
+
+    return mode.remote_dir or str(sandbox.sandbox_dir() / "hosts" / mode.name)
+
+
+def _refuse_options_that_do_not_apply(
+    mode: _ProvisionMode, host_options: list[str], ec2_options: list[str]
+) -> None:
+    """Refuse, before anything is written or started, options that ``mode`` would silently ignore.
+
+    Args:
+        mode: The kind of host provisioned.
+        host_options: The login and install options given (``--host-key``, ``--identity-file``,
+            ``--remote-dir``, ``--yes``).
+        ec2_options: The EC2-only options given (``--region``... ``--dry-run``).
+
+    Raises:
+        McpctlError: One sentence naming every such option, why it does not apply, and what to do.
+    """
+    refused = [(flag, why) for flag in host_options if (why := _why_host_option_does_not_apply(mode, flag))]
+    if mode.kind != "ec2":
+        launches, previews = "only --ec2 launches an instance", "only --ec2 has a launch plan to preview"
+        refused += [(flag, previews if flag == "--dry-run" else launches) for flag in ec2_options]
+    if not refused:
+        return
+    names = [flag for flag, _ in refused]
+    reasons = list(dict.fromkeys(why for _, why in refused))  # the EC2 options share one reason
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    verb = "does" if len(names) == 1 else "do"
+    drop = "the option" if len(names) == 1 else "these options"
+    raise McpctlError(f"{listed} {verb} not apply to {mode.label}: {', and '.join(reasons)}; drop {drop}.")
+
+
 @app.command()
 @handle_errors
 def provision(
@@ -357,23 +456,22 @@ def provision(
     """Create or update profile NAME and install the server on its host (idempotent)."""
     import anyio
 
-    from provision import provisioner
-
-    chosen = [
-        flag for flag, on in (("--host", host is not None), ("--sandbox", sandbox), ("--ec2", ec2)) if on
-    ]
-    if len(chosen) > 1:
-        raise McpctlError(f"choose one of {', '.join(chosen)}, not several.")
-    from provision import cli_ec2
+    from provision import cli_ec2, provisioner
 
     ec2_options = cli_ec2.Ec2Options(
         region, instance_type, ssh_cidr, volume_gb, autostop_minutes, allow_world, dry_run
     )
-    ec2 = ec2 or (not chosen and cli_ec2.is_ec2_profile(name))  # a re-run of an ec2 profile
-    if not ec2 and ec2_options.given():
-        raise McpctlError(f"{', '.join(ec2_options.given())} only apply with --ec2.")
-    if ec2 and (host_key is not None or identity_file is not None):
-        raise McpctlError("--host-key and --identity-file do not apply with --ec2: mcpctl makes both keys.")
+    mode = _provision_mode(name, host=host, sandbox=sandbox, ec2=ec2)
+    host_options = {
+        "--host-key": host_key is not None,
+        "--identity-file": identity_file is not None,
+        "--remote-dir": remote_dir is not None,
+        "--yes": yes,
+    }
+    _refuse_options_that_do_not_apply(
+        mode, [flag for flag, on in host_options.items() if on], ec2_options.given()
+    )
+    sandbox, ec2 = mode.kind == "sandbox", mode.kind == "ec2"
     if ec2 and dry_run:
         cli_ec2.print_plan(name, ec2_options, as_json=as_json)
         return

@@ -60,17 +60,6 @@ class Ec2Options:
         }
 
 
-def is_ec2_profile(name: str) -> bool:
-    """Whether ``name`` is a saved ec2 profile (so a plain ``provision NAME`` re-provisions it on EC2)."""
-    from provision.errors import McpctlError
-    from provision.profiles import load_profile
-
-    try:
-        return load_profile(name).kind == "ec2"
-    except McpctlError:
-        return False  # missing or broken: the --host path reports it
-
-
 def print_plan(name: str, options: Ec2Options, *, as_json: bool) -> None:
     """``provision NAME --ec2 --dry-run``: show what would be created or reused, and the cost.
 

@@ -65,6 +65,24 @@ def _existing(name: str) -> Profile | None:
     return load_profile(name) if name in list_profiles() else None
 
 
+def _taken_by_another_kind(existing: Profile, wanted: str) -> ProfileError:
+    """The name is taken by a profile of another kind: say whose, and the real ways out.
+
+    ``provision --force`` only reinstalls, so the hint names what frees the name. An ec2 profile is
+    freed with ``destroy``: removing only the profile would leave its instance running and billed.
+    """
+    name = existing.name
+    where = f" for {existing.user}@{existing.host}:{existing.port}" if existing.host else ""
+    if existing.kind == "ec2":
+        free = f"`mcpctl destroy {name}` (it also terminates the instance)"
+    else:
+        free = f"`mcpctl profile remove {name}`"
+    return ProfileError(
+        f"profile '{name}' is a {existing.kind} profile{where}, not a {wanted} one; choose another name,"
+        f" or free this one first with {free}."
+    )
+
+
 def _has_pin(profile: Profile) -> bool:
     path = known_hosts_path(profile.name)
     return path.is_file() and path.stat().st_size > 0
@@ -164,12 +182,15 @@ async def provision_host(
     """Provision an existing Linux host reachable over SSH (``--host user@host[:port]``).
 
     Raises:
-        ProfileError: No host given for a new profile, or invalid settings.
+        ProfileError: No host given for a new profile, a host given for a sandbox or ec2 profile,
+            or invalid settings.
         HostKeyError, ConnectError, RemoteError: See :func:`pin_for_host` and :func:`bootstrap`.
     """
     existing = _existing(name)
     fields: dict[str, object] = {"name": name, "kind": "host"}
     if host_spec is not None:
+        if existing is not None and existing.kind != "host":
+            raise _taken_by_another_kind(existing, "host")
         user, host, port = parse_host_spec(host_spec)
         fields.update(user=user, host=host, port=port)
     elif existing is None:
@@ -202,19 +223,17 @@ async def provision_sandbox(
     The sandbox's key is read from its own files, so the pin involves no trust on first use.
 
     Raises:
+        ProfileError: The name belongs to a host or ec2 profile (refused before the sandbox starts).
         SandboxError: The sandbox cannot start.
         RemoteError, ConnectError: See :func:`bootstrap`.
     """
     from provision import sandbox
     from provision.remote import pin_host_key
 
-    info = await asyncio.to_thread(sandbox.up)
     existing = _existing(name)
     if existing is not None and existing.kind != "sandbox":
-        raise ProfileError(
-            f"profile '{name}' is a {existing.kind} profile, not a sandbox one; choose another name "
-            f"or remove it with `mcpctl profile remove {name}`."
-        )
+        raise _taken_by_another_kind(existing, "sandbox")  # before the sandbox is started for nothing
+    info = await asyncio.to_thread(sandbox.up)
     fields: dict[str, object] = {
         "name": name,
         "kind": "sandbox",

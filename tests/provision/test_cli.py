@@ -302,8 +302,114 @@ def test_provision_rejects_a_malformed_column_mapping(mcpctl_home: Path, column:
 def test_provision_rejects_ec2_options_without_ec2(mcpctl_home: Path) -> None:
     result = run("provision", "plain", "--host", "ann@127.0.0.1:1", "--region", "eu-west-1")
     assert result.exit_code == 1
-    assert "--region only apply with --ec2" in error_line(result)
+    assert error_line(result) == (
+        "error: --region does not apply to --host: only --ec2 launches an instance; drop the option."
+    )
     assert list_profiles() == []
+
+
+def _nothing_was_started_or_written(home: Path) -> None:
+    assert list_profiles() == []
+    assert sandbox.status() is None
+    assert [p for p in home.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize(
+    ("option", "reason"),
+    [
+        (["--remote-dir", "/srv/sales"], "the sandbox always uses {sandbox_dir}/hosts/box"),
+        (["--identity-file", "/keys/id_ed25519"], "the sandbox logs in with its own client key"),
+        (["--host-key", "SHA256:" + "A" * 43], "the sandbox's host key is read from its own files"),
+        (["--yes"], "the sandbox's host key is read from its own files, so there is nothing to confirm"),
+        (["--region", "eu-west-1"], "only --ec2 launches an instance"),
+        (["--dry-run"], "only --ec2 has a launch plan to preview"),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else "",
+)
+def test_provision_sandbox_refuses_options_that_do_not_apply(
+    mcpctl_home: Path, option: list[str], reason: str
+) -> None:
+    try:
+        result = run("provision", "box", "--sandbox", *option)
+        assert result.exit_code == 1, result.output
+        expected = reason.format(sandbox_dir=sandbox.sandbox_dir())
+        assert error_line(result) == (
+            f"error: {option[0]} does not apply to --sandbox: {expected}; drop the option."
+        )
+        _nothing_was_started_or_written(mcpctl_home)
+    finally:
+        sandbox.down()  # only if the refusal failed to happen
+
+
+def test_provision_names_every_option_that_does_not_apply_in_one_sentence(mcpctl_home: Path) -> None:
+    try:
+        result = run("provision", "box", "--sandbox", "--identity-file", "/k", "--yes", "--volume-gb", "8")
+        assert result.exit_code == 1, result.output
+        assert error_line(result) == (
+            "error: --identity-file, --yes and --volume-gb do not apply to --sandbox: the sandbox logs in "
+            "with its own client key, and the sandbox's host key is read from its own files, so there is "
+            "nothing to confirm, and only --ec2 launches an instance; drop these options."
+        )
+        _nothing_was_started_or_written(mcpctl_home)
+    finally:
+        sandbox.down()
+
+
+@pytest.mark.parametrize(
+    ("option", "reason"),
+    [
+        (["--identity-file", "/keys/id_ed25519"], "mcpctl makes the instance's login key"),
+        (["--host-key", "SHA256:" + "A" * 43], "mcpctl makes the instance's host key and pins it itself"),
+        (["--yes"], "mcpctl makes the instance's host key, so there is nothing to confirm"),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else "",
+)
+def test_provision_ec2_refuses_options_that_do_not_apply_before_asking_aws(
+    mcpctl_home: Path, monkeypatch: pytest.MonkeyPatch, option: list[str], reason: str
+) -> None:
+    # No credentials at all: any AWS call would fail with exit 7 instead of this refusal.
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(mcpctl_home / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(mcpctl_home / "no-aws-credentials"))
+    result = run("provision", "cloud", "--ec2", "--region", "us-east-1", "--dry-run", *option)
+    assert result.exit_code == 1, result.output
+    assert error_line(result) == f"error: {option[0]} does not apply to --ec2: {reason}; drop the option."
+    _nothing_was_started_or_written(mcpctl_home)
+
+
+def test_a_saved_sandbox_profile_re_run_without_a_flag_is_still_the_sandbox(mcpctl_home: Path) -> None:
+    profile = Profile(name="box", kind="sandbox", host="127.0.0.1", port=closed_port(), user="ann")
+    save_profile(profile)
+    saved = (profiles_dir() / "box.toml").read_bytes()
+    try:
+        result = run("provision", "box", "--remote-dir", "/srv/elsewhere")
+        assert result.exit_code == 1, result.output
+        assert error_line(result) == (
+            f"error: --remote-dir does not apply to the sandbox profile 'box': the sandbox always uses "
+            f"{profile.remote_dir}; drop the option."
+        )
+        assert (profiles_dir() / "box.toml").read_bytes() == saved
+        assert sandbox.status() is None
+    finally:
+        sandbox.down()
+
+
+@pytest.mark.parametrize(
+    ("kind", "free"),
+    [("sandbox", "`mcpctl profile remove taken`"), ("ec2", "`mcpctl destroy taken` (it also terminates")],
+)
+def test_provision_host_on_a_name_taken_by_another_kind_names_the_way_out(
+    mcpctl_home: Path, kind: str, free: str
+) -> None:
+    save_profile(Profile(name="taken", kind=kind, host="127.0.0.1", port=2222, user="ann"))
+    saved = (profiles_dir() / "taken.toml").read_bytes()
+    result = run("provision", "taken", "--host", f"ann@127.0.0.1:{closed_port()}", "--yes")
+    assert result.exit_code == 2, result.output
+    line = error_line(result)
+    assert f"profile 'taken' is a {kind} profile for ann@127.0.0.1:2222, not a host one" in line
+    assert f"choose another name, or free this one first with {free}" in line
+    assert (profiles_dir() / "taken.toml").read_bytes() == saved
 
 
 def test_provision_of_a_new_profile_without_a_host_says_how(mcpctl_home: Path) -> None:
@@ -365,6 +471,55 @@ def test_provision_of_an_unreachable_host_is_exit_3(mcpctl_home: Path) -> None:
     assert f"cannot reach 127.0.0.1:{port}: connection refused" in error_line(result)
     assert "`mcpctl doctor away` checks each step" in error_line(result)
     assert list_profiles() == []
+
+
+# ------------------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("client", ["claude", "gemini"])
+def test_config_name_clash_hints_the_options_that_exist_and_they_work(
+    mcpctl_home: Path, tmp_path: Path, client: str
+) -> None:
+    save_profile(Profile(name="demo", host="203.0.113.7", user="ann"))
+    path = tmp_path / "client.json"
+    foreign = {"command": "npx", "args": ["-y", "some-server"]}
+    path.write_text(json.dumps({"mcpServers": {"sales-demo": foreign}}))
+    before = path.read_bytes()
+
+    refused = run("config", client, "demo", "--config-path", str(path))
+    assert refused.exit_code == 6, refused.output
+    assert "pass --server-name with another name, or --force to replace it" in error_line(refused)
+    refused_removal = run("config", client, "demo", "--config-path", str(path), "--remove")
+    assert refused_removal.exit_code == 6, refused_removal.output
+    assert "pass --force to remove it anyway" in error_line(refused_removal)
+    assert path.read_bytes() == before
+
+    # Each hinted option is real and does what the hint says.
+    beside = run("config", client, "demo", "--config-path", str(path), "--server-name", "sales-demo-2")
+    assert beside.exit_code == 0, beside.output
+    forced = run("config", client, "demo", "--config-path", str(path), "--force")
+    assert forced.exit_code == 0, forced.output
+    servers = json.loads(path.read_text())["mcpServers"]
+    assert list(servers) == ["sales-demo", "sales-demo-2"]
+    assert servers["sales-demo"] == servers["sales-demo-2"] != foreign
+    removed = run(
+        "config", client, "demo", "--config-path", str(path), "--remove", "--server-name", "sales-demo-2"
+    )
+    assert removed.exit_code == 0, removed.output
+
+
+def test_config_of_a_read_only_file_is_refused_and_leaves_it_alone(mcpctl_home: Path, tmp_path: Path) -> None:
+    save_profile(Profile(name="demo", host="203.0.113.7", user="ann"))
+    path = tmp_path / "claude_desktop_config.json"
+    path.write_text('{"mcpServers": {}}')
+    path.chmod(0o444)
+
+    result = run("config", "claude", "demo", "--config-path", str(path))
+
+    assert result.exit_code == 6, result.output
+    assert squeezed(error_line(result)).startswith(squeezed(f"error: {path} is read-only (mode 0444)"))
+    assert path.read_text() == '{"mcpServers": {}}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["claude_desktop_config.json", "mcpctl-home"]
 
 
 # --------------------------------------------------------------------------------------------- sync

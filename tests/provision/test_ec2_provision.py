@@ -538,7 +538,7 @@ def test_cli_destroy_asks_first(mcpctl_home: Path) -> None:
 def test_cli_ec2_options_need_ec2_and_host_options_do_not_apply(mcpctl_home: Path) -> None:
     result = CliRunner().invoke(app, ["provision", "x", "--host", "ann@198.51.100.2", "--region", REGION])
     assert result.exit_code == 1, result.output
-    assert "--region only apply with --ec2" in flat(result.output)
+    assert "--region does not apply to --host: only --ec2 launches an instance" in flat(result.output)
     result = CliRunner().invoke(app, ["provision", "x", "--ec2", "--host-key", "SHA256:x", "--dry-run"])
     assert result.exit_code == 1, result.output
-    assert "do not apply with --ec2" in flat(result.output)
+    assert "--host-key does not apply to --ec2" in flat(result.output)

@@ -106,6 +106,17 @@ def snapshot_project(destination: Path) -> Path:
     return destination
 
 
+def _other_key_line() -> str:
+    """A fresh ed25519 public key line that no test host has."""
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    return " ".join(key.export_public_key("openssh").decode().split()[:2])
+
+
+def _files_under(root: Path) -> dict[Path, bytes]:
+    """Every file below ``root`` and its content."""
+    return {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as sock:
@@ -562,14 +573,45 @@ def test_merged_profile_keeps_what_was_not_given_and_merges_columns(tmp_path: Pa
 
 
 @pytest.mark.anyio
-async def test_a_sandbox_name_taken_by_a_host_profile_is_refused(sshd: SshdServer, mcpctl_home: Path) -> None:
-    save_profile(Profile(name="taken", host=sshd.host, port=sshd.port, user=sshd.user))
+async def test_a_sandbox_name_taken_by_a_host_profile_is_refused_before_the_sandbox_starts(
+    mcpctl_home: Path,
+) -> None:
+    save_profile(Profile(name="taken", host="203.0.113.7", port=2222, user="ann"))
+    saved = _files_under(mcpctl_home)
     try:
-        with (
-            anyio.fail_after(BOUND),
-            pytest.raises(ProfileError, match="is a host profile, not a sandbox one"),
-        ):
+        with anyio.fail_after(BOUND), pytest.raises(ProfileError) as caught:
             await provisioner.provision_sandbox("taken")
-        assert load_profile("taken").kind == "host"
+        message = str(caught.value)
+        assert "profile 'taken' is a host profile for ann@203.0.113.7:2222, not a sandbox one" in message
+        assert "choose another name, or free this one first with `mcpctl profile remove taken`" in message
+        assert sandbox.status() is None  # refused before the sandbox was started for nothing
+        assert _files_under(mcpctl_home) == saved  # the profile, and nothing else was written
     finally:
         sandbox.down()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("kind", "free"),
+    [("sandbox", "`mcpctl profile remove taken`"), ("ec2", "`mcpctl destroy taken` (it also terminates")],
+)
+async def test_a_host_given_for_a_sandbox_or_ec2_profile_is_refused_and_changes_nothing(
+    mcpctl_home: Path, kind: str, free: str
+) -> None:
+    alias = "i-0123456789abcdef0" if kind == "ec2" else None
+    save_profile(
+        Profile(name="taken", kind=kind, host="127.0.0.1", port=2222, user="ann", host_key_alias=alias)
+    )
+    pin_host_key(known_hosts_path("taken"), "127.0.0.1", 2222, _other_key_line(), alias=alias)
+    files = _files_under(mcpctl_home)
+
+    with anyio.fail_after(BOUND), pytest.raises(ProfileError) as caught:
+        await provisioner.provision_host(
+            "taken", host_spec=f"ann@127.0.0.1:{closed_port()}", confirm=lambda *_: True
+        )
+
+    assert caught.value.exit_code == 2
+    message = str(caught.value)
+    assert f"profile 'taken' is a {kind} profile for ann@127.0.0.1:2222, not a host one" in message
+    assert f"free this one first with {free}" in message
+    assert _files_under(mcpctl_home) == files
