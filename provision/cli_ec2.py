@@ -49,7 +49,7 @@ class Ec2Options:
         return [flag for flag, value in values.items() if value is not None]
 
     def spec_options(self) -> "SpecOptions":
-        """The options that choose what to launch, as :func:`provision.ec2.provisioning.plan_ec2` takes them."""
+        """The options that choose what to launch, as :func:`provision.ec2.provisioning.plan_ec2` takes."""
         return {
             "region": self.region,
             "instance_type": self.instance_type,
