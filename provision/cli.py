@@ -160,17 +160,34 @@ def profile_remove(name: NameArg) -> None:
 @sandbox_app.command("up")
 @handle_errors
 def sandbox_up(
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (default: its last one if free, else a free one).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start the local sandbox SSH host (idempotent)."""
     from provision import sandbox
 
+    previous = sandbox.last_port()
     info = sandbox.up(port=port)
     if as_json:
-        emit_json({"pid": info.pid, "host": info.host, "port": info.port, "user": info.user})
+        emit_json(
+            {
+                "pid": info.pid,
+                "host": info.host,
+                "port": info.port,
+                "user": info.user,
+                "previous_port": previous,
+            }
+        )
         return
     err.print(f"sandbox up on {info.host}:{info.port} (pid {info.pid}, user {info.user})")
+    if previous is not None and previous != info.port:
+        why = "it was taken" if port is None else "as asked"
+        err.print(
+            f"moved from port {previous} ({why}): sandbox profiles follow it by themselves; an ssh-style "
+            "client entry needs `mcpctl config claude NAME --style ssh` again."
+        )
     err.print("next: `mcpctl provision NAME --sandbox`")
 
 
@@ -194,7 +211,9 @@ def sandbox_status(as_json: JsonOpt = False) -> None:
         emit_json(None if info is None else {"pid": info.pid, "port": info.port, "uptime": info.uptime})
         return
     if info is None:
-        err.print("sandbox is stopped; start it with `mcpctl sandbox up`.")
+        last = sandbox.last_port()
+        where = f" (last on port {last})" if last is not None else ""
+        err.print(f"sandbox is stopped{where}; start it with `mcpctl sandbox up`.")
         raise typer.Exit(1)
     err.print(f"sandbox running on {info.host}:{info.port} (pid {info.pid}, up {info.uptime:.0f} s)")
 

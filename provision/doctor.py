@@ -38,7 +38,14 @@ from typing import IO, TYPE_CHECKING, Literal, NoReturn
 import anyio
 
 from provision import claude, clientconfig
-from provision.errors import ClientConfigError, ConnectError, HostKeyError, McpctlError, ProfileError
+from provision.errors import (
+    ClientConfigError,
+    ConnectError,
+    HostKeyError,
+    McpctlError,
+    ProfileError,
+    SandboxError,
+)
 
 if TYPE_CHECKING:
     from asyncssh import SSHKey
@@ -47,6 +54,7 @@ if TYPE_CHECKING:
 
     from provision.profiles import Profile
     from provision.remote import Target
+    from provision.sandbox import SandboxInfo
 
 PHASES = (
     "profile",
@@ -241,6 +249,8 @@ class _Doctor:
         self.connect_s: float | None = None
         self.python: str | None = None  # the server's interpreter on the host
         self.python_present: bool | None = None
+        self.sandbox: SandboxInfo | None = None  # the running sandbox, for a sandbox profile
+        self.stale_entry_fix: str | None = None  # the entry names a port the host left
 
     # ------------------------------------------------------------------------------- bookkeeping
 
@@ -292,21 +302,40 @@ class _Doctor:
 
         started = time.perf_counter()
         try:
-            profile = load_profile(self.name)
-            target = profile.target()
-        except ProfileError as exc:
+            saved = load_profile(self.name)
+            target = saved.target()  # a sandbox profile follows its sandbox to its current port
+            self.sandbox = self._running_sandbox(saved)
+        except (ProfileError, SandboxError) as exc:
             self.fail("profile", started, f"cannot use profile '{self.name}'", str(exc))
             return
+        profile = saved.model_copy(update={"port": target.port})
         self.profile, self.target = profile, target
         path = _shown(profiles_dir() / f"{self.name}.toml")
-        self.add(
-            Check(
-                "profile",
-                True,
-                _since(started),
-                f"{path}: {profile.kind} {target.user}@{target.address}, server in {profile.remote_dir}",
-            )
-        )
+        detail = f"{path}: {profile.kind} {target.user}@{target.address}, server in {profile.remote_dir}"
+        self.add(Check("profile", True, _since(started), detail + self._sandbox_note(saved.port)))
+
+    @staticmethod
+    def _running_sandbox(profile: Profile) -> SandboxInfo | None:
+        """The running sandbox, for a sandbox profile; None for other profiles and a stopped sandbox.
+
+        Raises:
+            ProfileError, SandboxError: The sandbox's directory cannot be created.
+        """
+        if profile.kind != "sandbox":
+            return None
+        from provision import sandbox
+
+        return sandbox.status()
+
+    def _sandbox_note(self, saved_port: int) -> str:
+        assert self.profile is not None and self.target is not None
+        if self.profile.kind != "sandbox":
+            return ""
+        if self.sandbox is None:
+            return " (the sandbox is not running)"
+        if self.target.port != saved_port:
+            return f" (the sandbox moved from port {saved_port}: the profile follows it)"
+        return ""
 
     def check_config_entry(self) -> None:
         started = time.perf_counter()
@@ -604,7 +633,27 @@ class _Doctor:
         if not self._runs_profile(entry):
             what = f"{runs}, which is not profile '{self.name}'"
             return _entry_check(False, what, f"rewrite it with {self.config_command}."), launch
+        stale = self._stale_port(launch)
+        if stale is not None:
+            self.stale_entry_fix = (
+                f"run `mcpctl config {self.client} {self.name} --style ssh` again, then restart {self.app}."
+            )
+            return _entry_check(False, f"{runs}; {stale}", self.stale_entry_fix), launch
         return _entry_check(True, runs), launch
+
+    def _stale_port(self, launch: _Launch) -> str | None:
+        """What is wrong when an ssh-style entry connects to another port than the profile's, else None.
+
+        The port is baked into the OpenSSH command line: a sandbox restarted on another port (or a
+        profile edited since) leaves the entry knocking at the old one.
+        """
+        assert self.profile is not None and self.target is not None
+        port = _ssh_port(launch.args) if launch.style == "ssh" else None
+        if port is None or port == self.target.port:
+            return None
+        if self.profile.kind == "sandbox":
+            return f"the sandbox now listens on port {self.target.port} but the entry says {port}"
+        return f"profile '{self.name}' says port {self.target.port} but the entry says {port}"
 
     def _command_problem(self, command: str, env: Mapping[str, str]) -> tuple[bool, str, str] | None:
         """(hard, what, fix) when the entry's command cannot be started as written, else None."""
@@ -699,15 +748,32 @@ class _Doctor:
                 f"add {key} to ~{target.user}/.ssh/authorized_keys on the host, or set user and "
                 f"identity_file in profile '{self.name}' to a login the host accepts."
             )
+        if self.profile.kind == "sandbox":
+            return self._sandbox_connect_fix()
         fix = (
             f"check that the host is running and that {target.address} is right and open to SSH from this "
             "machine (sshd running, the port, a firewall or security group)"
         )
         if self.profile.kind == "ec2":
             fix += f"; a stopped EC2 instance is started with `mcpctl start {self.name}`"
-        elif self.profile.kind == "sandbox":
-            fix += "; start the sandbox host with `mcpctl sandbox up`"
         return fix + "."
+
+    def _sandbox_connect_fix(self) -> str:
+        """Tell a stopped sandbox from a running one that does not answer (one that moved is followed)."""
+        from provision.sandbox import sandbox_dir
+
+        assert self.target is not None
+        running = self.sandbox
+        if running is None:
+            return (
+                "the sandbox is not running: start it with `mcpctl sandbox up` "
+                "(`mcpctl connect` also starts it when the client runs it)."
+            )
+        return (
+            f"the sandbox (pid {running.pid}) runs on {running.host}:{running.port} but does not answer: "
+            f"restart it with `mcpctl sandbox down` and `mcpctl sandbox up`; "
+            f"{_shown(sandbox_dir() / 'server.log')} says what it did."
+        )
 
     # -------------------------------------------------------------------------------- session
 
@@ -745,6 +811,8 @@ class _Doctor:
         from mcp_types import REQUEST_TIMEOUT
 
         assert self.launch is not None
+        if self.stale_entry_fix is not None:
+            return self.stale_entry_fix  # the entry knocks at a port the host left: nothing else matters
         if self.python_present is False or (
             ".venv/bin/python" in text and ("not found" in text or "No such file" in text)
         ):
@@ -876,6 +944,19 @@ def _is_answer(exc: BaseException) -> bool:
     from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
     return isinstance(exc, MCPError) and exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT)
+
+
+def _ssh_port(args: Sequence[str]) -> int | None:
+    """The port an OpenSSH command line connects to (``-p N`` or ``-pN``; 22 without), or None if unclear."""
+    for index, arg in enumerate(args):
+        if arg == "-p" and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("-p") and arg[2:].isdigit():
+            value = arg[2:]
+        else:
+            continue
+        return int(value) if value.isdigit() else None
+    return 22
 
 
 def _distinct(keys: Sequence[SSHKey]) -> list[SSHKey]:

@@ -13,10 +13,11 @@ What it guarantees:
 - **The client's stdio survives the server going away.** When the SSH link drops (noticed by the
   keepalive if it goes silent) or the server process dies, the proxy reconnects with backoff, starts
   a fresh server, replays the handshake the client made (see :class:`provision.jsonrpc.Ledger`) and
-  carries on. Requests in flight at the drop are answered with an error saying they may be retried;
-  requests arriving meanwhile wait (bounded) and are sent once the new server is ready. After
-  ``give_up_after`` seconds without a server, or a server that keeps dying at start, waiting requests
-  get an error and the proxy exits with the error's code.
+  carries on; each new connection asks the profile where its host is now, so a sandbox restarted on
+  another port is found there. Requests in flight at the drop are answered with an error saying they
+  may be retried; requests arriving meanwhile wait (bounded) and are sent once the new server is
+  ready. After ``give_up_after`` seconds without a server, or a server that keeps dying at start,
+  waiting requests get an error and the proxy exits with the error's code.
 - **Ids are the client's and the server's own**, except for the proxy's replayed requests, whose
   string ids carry a random per-process prefix and whose answers never reach the client.
 - **Shutdown in MCP stdio order** on stdin EOF, SIGTERM, SIGINT or SIGHUP: the server's stdin is
@@ -41,7 +42,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -51,6 +52,7 @@ import asyncssh
 
 from provision import jsonrpc, shell
 from provision.errors import ConnectError, HostKeyError, McpctlError, ProfileError, RemoteError
+from provision.profiles import SANDBOX_HOSTS
 from provision.remote import Remote, Target, open_remote
 
 if TYPE_CHECKING:
@@ -291,13 +293,22 @@ class Proxy:
         target: Where the server runs.
         command: The server's argv on the host (``provision.claude.server_command``).
         settings: Tunables.
+        retarget: Called (in a thread) before each new SSH connection for where the server runs now
+            (``Profile.target``: a sandbox restarted on another port); None keeps ``target``.
     """
 
     def __init__(
-        self, name: str, target: Target, command: Sequence[str], *, settings: ProxySettings | None = None
+        self,
+        name: str,
+        target: Target,
+        command: Sequence[str],
+        *,
+        settings: ProxySettings | None = None,
+        retarget: Callable[[], Target] | None = None,
     ) -> None:
         self.name = name
         self.target = target
+        self._retarget = retarget
         self.command = list(command)
         self.settings = settings or ProxySettings()
         self.ledger = jsonrpc.Ledger(
@@ -518,6 +529,7 @@ class Proxy:
         if self._remote is not None and self._remote.conn.is_closed():
             await self._drop_remote()
         if self._remote is None:
+            await self._follow_host()
             started = time.monotonic()
             self._remote = await open_remote(self.target)
             log.info(
@@ -540,6 +552,19 @@ class Proxy:
             link.pid,
         )
         return link
+
+    async def _follow_host(self) -> None:
+        """Ask where the host is now, before connecting (a blocking look at local files: in a thread).
+
+        Raises:
+            ProfileError, SandboxError: From ``retarget``.
+        """
+        if self._retarget is None:
+            return
+        target = await asyncio.to_thread(self._retarget)
+        if target.address != self.target.address:
+            log.info("'%s' moved from %s to %s", self.name, self.target.address, target.address)
+        self.target = target
 
     async def _serve(self, link: _Link) -> str:
         """Replay the session, send what waited, then relay until the server's output ends; say why."""
@@ -758,12 +783,12 @@ def _host_running(profile: Profile) -> Profile:
         from provision.ec2.lifecycle import ensure_running
 
         return ensure_running(profile, on_phase=lambda phase, detail: log.info("ec2 %s: %s", phase, detail))
-    if profile.kind == "sandbox" and profile.host in ("127.0.0.1", "localhost"):
+    if profile.kind == "sandbox" and profile.host in SANDBOX_HOSTS:
         from provision import sandbox
 
         if sandbox.status() is None:
-            # Same port as before: the pinned known_hosts entry names it.
-            info = sandbox.up(port=profile.port)
+            # Its last port when free, else another: profile.target() follows it either way.
+            info = sandbox.up()
             log.info("started the sandbox on %s:%d", info.host, info.port)
     return profile
 
@@ -811,7 +836,8 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
                 settings.give_up_after,
             )
             try:
-                return asyncio.run(_run_with_signals(Proxy(name, target, argv, settings=settings), 0, wire))
+                proxy = Proxy(name, target, argv, settings=settings, retarget=profile.target)
+                return asyncio.run(_run_with_signals(proxy, 0, wire))
             except Exception:
                 log.exception("the proxy stopped on an unexpected error")
                 return EXIT_UNEXPECTED

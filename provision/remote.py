@@ -961,6 +961,72 @@ def pin_host_key(known_hosts: Path, host: str, port: int, key_line: str, *, alia
         ) from exc
 
 
+def move_pin(known_hosts: Path, host: str, port: int) -> bool:
+    """Make the pin of ``host`` on ``port`` its only pin in ``known_hosts``: for a host that changed port.
+
+    A host that keeps its key but listens on a new port (the sandbox after a restart) is pinned per
+    ``[host]:port``: its pins on the other port written last are renamed to the new port (the same
+    keys, so no new trust), and its pins on other ports are dropped, so restarts do not pile lines
+    up. A pin for ``port`` that exists already is kept as it is. Other hosts' lines, comments and
+    markers stay; hashed names are left alone (their port cannot be read).
+
+    Returns:
+        True if the file changed; False if it did not (no pin of ``host`` at all, no file, or nothing
+        to move).
+
+    Raises:
+        ProfileError: The file cannot be read or written.
+    """
+    try:
+        lines = known_hosts.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise ProfileError(
+            f"cannot read {known_hosts}: {exc.strerror or exc}; check its permissions."
+        ) from exc
+    name = known_hosts_entry(host, port)
+    others = {n for line in lines for n in _host_names(line) if n != name and _same_host(n, host)}
+    if not others:
+        return False
+    pinned = any(n == name or _hashed_name_matches(n, name) for line in lines for n in _host_names(line))
+    # Without a pin for the new port, the pins of the port written last are renamed to it.
+    moved = None if pinned else next(n for line in reversed(lines) for n in _host_names(line) if n in others)
+    kept: list[str] = []
+    for line in lines:
+        names = _host_names(line)
+        if not others & set(names):
+            kept.append(line)
+            continue
+        renamed = [name] if moved in names else []
+        names = [n for n in names if n not in others] + renamed
+        if names:
+            kept.append(" ".join([",".join(names), *line.split()[1:]]))
+    try:
+        write_private_file(known_hosts, ("\n".join(kept) + "\n").encode("utf-8"))
+    except OSError as exc:
+        raise ProfileError(
+            f"cannot write {known_hosts}: {exc.strerror or exc}; check the directory."
+        ) from exc
+    return True
+
+
+def _host_names(line: str) -> list[str]:
+    """The host names of a known_hosts line; none for blank lines, comments and @marker lines."""
+    fields = line.split()
+    if not fields or fields[0].startswith(("#", "@")):
+        return []
+    return fields[0].split(",")
+
+
+def _same_host(name: str, host: str) -> bool:
+    """Whether a known_hosts name is ``host`` on some port: ``host`` (22) or ``[host]:PORT``."""
+    if name == host:
+        return True
+    bracketed, _, port = name.rpartition(":")
+    return bracketed == f"[{host}]" and port.isdigit()
+
+
 __all__ = [
     "HOST_KEY_ALGORITHMS",
     "KEEPALIVE_COUNT_MAX",
@@ -973,6 +1039,7 @@ __all__ = [
     "connect",
     "fetch_host_key",
     "known_hosts_entry",
+    "move_pin",
     "open_remote",
     "parse_host_key",
     "pin_host_key",

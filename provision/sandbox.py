@@ -3,8 +3,12 @@
 ``up()`` starts :mod:`provision.sandbox_server` as a detached background process, waits until it
 answers with its SSH banner and records it in ``state_dir()/sandbox/sandbox.json``; ``down()`` stops
 it; ``status()`` reports it. The directory also holds the sandbox's own ed25519 host key (generated
-once and kept across restarts, so a pinned ``known_hosts`` line stays valid), the client key that is
-the only key it accepts, and ``server.log``.
+once and kept across restarts, so a pinned key stays valid), the client key that is the only key it
+accepts, ``server.log``, and ``port``: the last port it listened on, kept after ``down()``.
+
+A restarted sandbox goes back to that port when it is free, so its profiles find it where they left
+it; when another program holds it, the sandbox takes a free port and the profiles follow it (see
+:func:`provision.profiles.follow_sandbox`).
 
 POSIX only: the server relies on sessions and process groups to leave no orphans behind.
 """
@@ -31,9 +35,10 @@ from provision.errors import SandboxError
 from provision.profiles import state_dir, write_private_file
 from provision.sandbox_server import BANNER_PREFIX, CLIENT_KEY_FILE, HOST, HOST_KEY_FILE
 
-__all__ = ["SandboxInfo", "down", "known_hosts_line", "sandbox_dir", "status", "up"]
+__all__ = ["SandboxInfo", "down", "known_hosts_line", "last_port", "sandbox_dir", "status", "up"]
 
 _RECORD_FILE = "sandbox.json"
+_PORT_FILE = "port"
 _LOG_FILE = "server.log"
 _LOCK_FILE = ".lock"
 _SERVER_MODULE = "provision.sandbox_server"
@@ -94,7 +99,8 @@ def up(*, port: int | None = None, timeout: float = 10.0) -> SandboxInfo:
     is reused, so pins made earlier stay valid.
 
     Args:
-        port: Port on 127.0.0.1; ``None`` lets the server pick a free one.
+        port: Port on 127.0.0.1, or ``None``: the sandbox's last port (:func:`last_port`) if it is
+            free, else (or the first time) a free one.
         timeout: Seconds to wait for the new server to answer with its SSH banner.
 
     Raises:
@@ -121,7 +127,9 @@ def up(*, port: int | None = None, timeout: float = 10.0) -> SandboxInfo:
                 _stop(info.pid, timeout=5.0)
             _remove_record(directory)
         host_key_line = _ensure_keys(directory)
-        return _start(directory, port, timeout, host_key_line)
+        if port is not None:
+            return _start(directory, port, timeout, host_key_line, fallback=False)
+        return _start(directory, _read_last_port(directory), timeout, host_key_line, fallback=True)
 
 
 def down(*, timeout: float = 5.0) -> bool:
@@ -146,6 +154,16 @@ def down(*, timeout: float = 5.0) -> bool:
             stopped = True
         _remove_record(directory)
         return stopped
+
+
+def last_port() -> int | None:
+    """Return the port the sandbox last listened on (running or not), or None if it never ran.
+
+    Raises:
+        ProfileError: If the state directory cannot be created.
+        SandboxError: If the sandbox directory cannot be created.
+    """
+    return _read_last_port(sandbox_dir())
 
 
 def status() -> SandboxInfo | None:
@@ -264,6 +282,15 @@ def _remove_record(directory: Path) -> None:
     (directory / _RECORD_FILE).unlink(missing_ok=True)
 
 
+def _read_last_port(directory: Path) -> int | None:
+    try:
+        text = (directory / _PORT_FILE).read_text().strip()
+    except OSError:
+        return None
+    # Our own file; anything but a port number (hand-edited, half-written) means "no preference".
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
 def _open_private(path: Path) -> int:
     """Open ``path`` for appending, created 0600 (logs name users and ports: nobody else's business)."""
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
@@ -379,8 +406,12 @@ def _rotate_log(log: Path) -> None:
             os.replace(log, log.with_name(log.name + ".1"))
 
 
-def _start(directory: Path, port: int | None, timeout: float, host_key_line: str) -> SandboxInfo:
-    """Spawn the server detached, wait for its readiness line and banner, write the record.
+def _start(
+    directory: Path, port: int | None, timeout: float, host_key_line: str, *, fallback: bool
+) -> SandboxInfo:
+    """Spawn the server detached, wait for its readiness line and banner, write the record and port.
+
+    With ``fallback``, a taken ``port`` makes the server listen on a free one instead of failing.
 
     Raises:
         SandboxError: If it cannot be spawned, reports an error, or does not answer within ``timeout``.
@@ -390,7 +421,7 @@ def _start(directory: Path, port: int | None, timeout: float, host_key_line: str
     _rotate_log(log)
     command = [sys.executable, "-m", _SERVER_MODULE, "--state", str(directory)]
     if port is not None:
-        command += ["--port", str(port)]
+        command += ["--port", str(port)] + (["--fallback"] if fallback else [])
     # Importable even from a source checkout that is not installed; cwd "/" so that nothing in the
     # caller's working directory can shadow the package.
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -443,6 +474,7 @@ def _start(directory: Path, port: int | None, timeout: float, host_key_line: str
     )
     try:
         _write_record(directory, info)
+        write_private_file(directory / _PORT_FILE, f"{bound}\n".encode())
     except OSError as exc:
         _stop(proc.pid, timeout=1.0)
         raise SandboxError(

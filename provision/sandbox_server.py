@@ -7,6 +7,8 @@ process group when its channel or connection goes away, so nothing is left runni
 client. Shell, pty and forwarding requests are refused.
 
 Startup is reported on ``--ready-fd``: one line, ``ok PORT`` once listening or ``error MESSAGE``.
+With ``--fallback`` a taken ``--port`` is not an error: the server listens on a free port instead (a
+restarted sandbox goes back to its last port when it can, and never fails because it cannot).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import posixpath
@@ -21,7 +24,7 @@ import pwd
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +51,8 @@ _POLL = 0.05
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 _SHELL_REFUSED = b"this sandbox runs commands only; pass a command to run (ssh HOST COMMAND)\n"
 _SUBSYSTEM_REFUSED = b"this sandbox offers only the sftp subsystem\n"
+# What binding a port someone else holds fails with (EACCES: a port below 1024 for a non-root user).
+_PORT_TAKEN = (errno.EADDRINUSE, errno.EACCES)
 
 log = logging.getLogger("mcpctl.sandbox")
 
@@ -365,7 +370,24 @@ def _report_ready(fd: int | None, line: str) -> None:
         os.close(fd)
 
 
-async def _serve(state: Path, port: int, ready_fd: int | None) -> int:
+async def _bind(
+    listen: Callable[[int], Awaitable[asyncssh.SSHAcceptor]], port: int, *, fallback: bool
+) -> asyncssh.SSHAcceptor:
+    """Listen on ``port``; with ``fallback``, on a free port when that one is taken.
+
+    Raises:
+        OSError: The port cannot be bound (and ``fallback`` does not apply).
+    """
+    try:
+        return await listen(port)
+    except OSError as exc:
+        if not (fallback and port and exc.errno in _PORT_TAKEN):
+            raise
+        log.info("port %d is taken (%s); listening on a free port instead", port, exc.strerror or exc)
+    return await listen(0)
+
+
+async def _serve(state: Path, port: int, ready_fd: int | None, *, fallback: bool = False) -> int:
     account = _Account.current()
     try:
         host_key = asyncssh.read_private_key(state / HOST_KEY_FILE)
@@ -381,11 +403,11 @@ async def _serve(state: Path, port: int, ready_fd: int | None) -> int:
     def sftp_factory(chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
         return _SFTPServer(chan, home)
 
-    try:
-        acceptor = await asyncssh.create_server(
+    async def listen(on: int) -> asyncssh.SSHAcceptor:
+        return await asyncssh.create_server(
             lambda: _Server(account, client_key, conns),
             host=HOST,  # loopback only: this host must never be reachable from the network
-            port=port,
+            port=on,
             server_host_keys=[host_key],
             server_version=SERVER_VERSION,
             process_factory=handler,
@@ -401,6 +423,9 @@ async def _serve(state: Path, port: int, ready_fd: int | None) -> int:
             keepalive_interval=KEEPALIVE_INTERVAL,
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
         )
+
+    try:
+        acceptor = await _bind(listen, port, fallback=fallback)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         _report_ready(ready_fd, f"error cannot listen on {HOST}:{port} ({reason}); pick another port or none")
@@ -435,11 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--state", required=True, type=Path, help="directory holding the keys")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--ready-fd", type=int, default=None, help="fd to report 'ok PORT' or 'error ...'")
+    parser.add_argument(
+        "--fallback", action="store_true", help="if --port is taken, listen on a free port instead"
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    return asyncio.run(_serve(args.state.resolve(), args.port, args.ready_fd))
+    return asyncio.run(_serve(args.state.resolve(), args.port, args.ready_fd, fallback=args.fallback))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ test provokes one real problem and checks that the failing phase is named and it
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,13 @@ import asyncssh
 import pytest
 from typer.testing import CliRunner
 
-from provision import claude
+from provision import claude, sandbox
 from provision.cli import app
 from provision.doctor import PHASES, Check, DoctorReport, run_doctor
 from provision.logs import log_path
-from provision.profiles import Profile, known_hosts_path, save_profile
+from provision.profiles import Profile, known_hosts_path, load_profile, save_profile
 from provision.remote import pin_host_key
+from provision.sandbox import SandboxInfo
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample_sales_data.csv"
@@ -348,3 +351,100 @@ def test_cli_doctor_exit_codes_and_json(sshd: Any, mcpctl_home: Path, tmp_path: 
 
     broken = runner.invoke(app, ["doctor", "nosuch", "--config-path", str(config)])
     assert broken.exit_code != 0 and "profile" in broken.output and "needs attention" in broken.output
+
+
+# ---------------------------------------------------------------------------------------- sandbox
+
+
+@pytest.fixture
+def box(mcpctl_home: Path) -> Iterator[SandboxInfo]:
+    """A running sandbox and profile 'box' on it; remote_dir is this checkout (the sandbox is here)."""
+    info = sandbox.up()
+    try:
+        save_profile(
+            Profile(
+                name="box",
+                kind="sandbox",
+                host=info.host,
+                port=info.port,
+                user=info.user,
+                identity_file=info.client_key,
+                remote_dir=str(REPO),
+                data=[SAMPLE],
+                connect_timeout=3.0,  # bounds the frozen-sandbox test's waits
+            )
+        )
+        pin_host_key(known_hosts_path("box"), info.host, info.port, info.host_key_line)
+        yield info
+    finally:
+        sandbox.down()
+
+
+def _restart_elsewhere(info: SandboxInfo) -> SandboxInfo:
+    """`sandbox down`, then `sandbox up` while another program holds its port: it comes back elsewhere."""
+    sandbox.down()
+    with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the old port may be in TIME_WAIT
+        blocker.bind(("127.0.0.1", info.port))
+        blocker.listen()
+        moved = sandbox.up()
+    assert moved.port != info.port
+    return moved
+
+
+def test_a_sandbox_back_on_another_port_passes_and_the_profile_says_it_moved(
+    box: SandboxInfo, tmp_path: Path
+) -> None:
+    config = _configure(load_profile("box"), tmp_path / "claude_desktop_config.json")
+    moved = _restart_elsewhere(box)
+    report, _ = _doctor("box", config)
+    assert report.ok, report.failures
+    assert f"moved from port {box.port}" in _check(report, "profile").detail
+    assert f"127.0.0.1:{moved.port}" in _check(report, "connect").detail
+    assert load_profile("box").port == moved.port
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="no OpenSSH client")
+def test_an_ssh_entry_left_on_the_old_port_names_the_command_that_rewrites_it(
+    box: SandboxInfo, tmp_path: Path
+) -> None:
+    config = _configure(load_profile("box"), tmp_path / "claude_desktop_config.json", style="ssh")
+    moved = _restart_elsewhere(box)
+    report, _ = _doctor("box", config)
+    entry = _check(report, "config entry")
+    assert not entry.ok and not entry.skipped
+    assert f"the sandbox now listens on port {moved.port} but the entry says {box.port}" in entry.detail
+    assert entry.fix == "run `mcpctl config claude box --style ssh` again, then restart Claude Desktop."
+    assert _check(report, "connect").ok  # the profile itself follows the sandbox
+    initialize = _check(report, "initialize")  # the entry as written reaches nothing
+    assert not initialize.ok and initialize.fix == entry.fix
+
+    rewrite = runner.invoke(app, ["config", "claude", "box", "--style", "ssh", "--config-path", str(config)])
+    assert rewrite.exit_code == 0, rewrite.output
+    assert str(moved.port) in json.loads(config.read_text())["mcpServers"]["sales-box"]["args"]
+    again, _ = _doctor("box", config)
+    assert again.ok, again.failures
+
+
+def test_a_stopped_sandbox_is_told_from_one_that_runs_but_does_not_answer(
+    box: SandboxInfo, tmp_path: Path
+) -> None:
+    sandbox.down()
+    stopped, _ = _doctor("box", tmp_path / "claude.json")
+    assert "(the sandbox is not running)" in _check(stopped, "profile").detail
+    connect = _check(stopped, "connect")
+    assert (connect.fix or "").startswith("the sandbox is not running: start it with `mcpctl sandbox up`")
+    _assert_skipped_after(stopped, "connect")
+
+    running = sandbox.up()
+    assert running.port == box.port
+    os.kill(running.pid, signal.SIGSTOP)  # alive, listening, answering nothing
+    try:
+        frozen, _ = _doctor("box", tmp_path / "claude.json")
+    finally:
+        os.kill(running.pid, signal.SIGCONT)
+    assert "not running" not in _check(frozen, "profile").detail
+    fix = _check(frozen, "connect").fix or ""
+    assert f"the sandbox (pid {running.pid}) runs on 127.0.0.1:{running.port} but does not answer" in fix
+    assert "`mcpctl sandbox down` and `mcpctl sandbox up`" in fix
+    _assert_skipped_after(frozen, "connect")
