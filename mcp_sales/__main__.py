@@ -291,10 +291,12 @@ def _check_stan() -> str:
     return f"Stan model {exe}"
 
 
-def _check_data(config: ServerConfig) -> str:
+def _check_data(config: ServerConfig, warnings: list[str]) -> str:
+    """The data summary line; what the conversion left out or took as given goes to ``warnings``."""
     from mcp_sales.server import open_store
 
     data = open_store(config).current()
+    warnings.extend(data.numbers.notes())
     return (
         f"{data.source.name}: {data.rows:,} rows, {len(data.operations)} operations, "
         f"{data.first_period}..{data.last_period} ({data.grain}ly), version {data.version}"
@@ -317,17 +319,19 @@ def run_checks(config: ServerConfig) -> dict[str, Any]:
     """Run every check (stdout diverted: imports may print from C) and report them all.
 
     A check whose prerequisite failed is reported as failed without running ("stan" needs "imports",
-    "query" needs "data"); ``error`` is the first failure, the line a caller shows.
+    "query" needs "data"); ``error`` is the first failure, the line a caller shows. A check that passed
+    may carry ``warnings``: sentences about the data worth knowing (rows left out, negative units).
     """
     import time
 
     from mcp_sales.quiet import stdout_to_stderr
 
+    warnings: dict[str, list[str]] = {"data": []}
     steps: list[tuple[str, str | None, Callable[[], str]]] = [
         ("python", None, _check_python),
         ("imports", None, _check_imports),
         ("stan", "imports", _check_stan),
-        ("data", None, lambda: _check_data(config)),
+        ("data", None, lambda: _check_data(config, warnings["data"])),
         ("query", "data", lambda: _check_query(config)),
     ]
     checks: list[dict[str, Any]] = []
@@ -348,7 +352,15 @@ def run_checks(config: ServerConfig) -> dict[str, Any]:
                 failed.add(name)
                 error = error or f"{name}: {detail}"
             seconds = time.perf_counter() - started
-            checks.append({"name": name, "ok": ok, "detail": detail, "seconds": seconds})
+            checks.append(
+                {
+                    "name": name,
+                    "ok": ok,
+                    "detail": detail,
+                    "seconds": seconds,
+                    "warnings": warnings.get(name, []),
+                }
+            )
     return {"ok": error is None, "error": error, "checks": checks}
 
 
@@ -370,6 +382,8 @@ def check(args: argparse.Namespace) -> int:
         for item in report["checks"]:
             mark = "ok  " if item["ok"] else "FAIL"
             wire.write(f"{mark} {item['name']:<8} {item['detail']}  ({item['seconds']:.2f} s)\n".encode())
+            for warning in item["warnings"]:
+                wire.write(f"warn {item['name']:<8} {warning}\n".encode())
     wire.flush()
     if not report["ok"]:
         print(f"mcp-sales check failed: {report['error']}", file=sys.stderr)

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import difflib
 import heapq
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -24,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from mcp_sales.data import SalesData
-from mcp_sales.errors import InvalidInput
+from mcp_sales.errors import InvalidInput, echo
 from mcp_sales.models import (
     DatasetSummary,
     Grain,
@@ -78,7 +79,7 @@ def parse_date_arg(value: str | None, field: str) -> dt.date | None:
             d = 1
         return dt.date(int(year), m, d)
     except ValueError:
-        raise InvalidInput(f"{field} {value!r} is not a date; use YYYY-MM-DD or YYYY-MM") from None
+        raise InvalidInput(f"{field} {echo(value)} is not a date; use YYYY-MM-DD or YYYY-MM") from None
 
 
 def resolve_operation(data: SalesData, name: str) -> str:
@@ -160,19 +161,19 @@ def _pick(
     if matches:
         names = [show(item) for item in matches]
         listed = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-        raise InvalidInput(f"{query!r} matches {len(matches)} {kind}s{scope}: {listed}; say which one")
+        raise InvalidInput(f"{echo(query)} matches {len(matches)} {kind}s{scope}: {listed}; say which one")
     by_label = {label.casefold(): show(item) for item in items for label in labels(item)}
     close = difflib.get_close_matches(wanted, list(by_label), n=3, cutoff=0.6)
     suggestions = list(dict.fromkeys(by_label[label] for label in close))
     if suggestions:
         options = " or ".join(repr(s) for s in suggestions)
-        raise InvalidInput(f"no {kind} named {query!r}{scope}; did you mean {options}? ({hint})")
-    raise InvalidInput(f"no {kind} named {query!r}{scope}; {hint}")
+        raise InvalidInput(f"no {kind} named {echo(query)}{scope}; did you mean {options}? ({hint})")
+    raise InvalidInput(f"no {kind} named {echo(query)}{scope}; {hint}")
 
 
 def _check_metric(data: SalesData, metric: str) -> None:
     if metric not in METRICS:
-        raise InvalidInput(f"metric must be 'units' or 'revenue', not {metric!r}")
+        raise InvalidInput(f"metric must be 'units' or 'revenue', not {echo(metric)}")
     if metric == "revenue" and not data.has_revenue:
         raise InvalidInput(
             "this data has no revenue column, so metric 'revenue' is not available; use metric 'units' "
@@ -183,6 +184,34 @@ def _check_metric(data: SalesData, metric: str) -> None:
 def _check_range(start: dt.date | None, end: dt.date | None) -> None:
     if start is not None and end is not None and start > end:
         raise InvalidInput(f"start_date {start} is after end_date {end}; swap them")
+
+
+def check_within_data(data: SalesData, start: dt.date | None, end: dt.date | None) -> None:
+    """Refuse dates that lie wholly after or before the data, naming the one to change.
+
+    Raises:
+        InvalidInput: start after the data's last period, or end before its first.
+    """
+    low, high = _bounds(data, start, end)
+    if start is not None and low > data.last_period:
+        raise InvalidInput(
+            f"start_date {start} is after the data ends; the data covers {_coverage(data)}, "
+            "pick an earlier start_date"
+        )
+    if end is not None and high < data.first_period:
+        raise InvalidInput(
+            f"end_date {end} is before the data begins; the data covers {_coverage(data)}, "
+            "pick a later end_date"
+        )
+
+
+def _share(value: float | None, total: float | None) -> float:
+    """``value`` as a fraction of ``total``: 0.0 without a total, or when the ratio is not finite
+    (negative units can bring a total close to zero)."""
+    if not total:
+        return 0.0
+    share = (value or 0.0) / total
+    return share if math.isfinite(share) else 0.0
 
 
 def _bounds(data: SalesData, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
@@ -221,9 +250,10 @@ def top_products(
             sales in the period.
     """
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
-        raise InvalidInput(f"n must be a whole number from 1 to {MAX_N}, not {n!r}")
+        raise InvalidInput(f"n must be a whole number from 1 to {MAX_N}, not {echo(n)}")
     _check_metric(data, metric)
     _check_range(start, end)
+    check_within_data(data, start, end)
     op = resolve_operation(data, operation)
     low, high = _bounds(data, start, end)
     if low <= data.first_period and high >= data.last_period:
@@ -246,7 +276,7 @@ def top_products(
             product_name=row[1],
             units=row[2],
             revenue=row[3] if data.has_revenue else None,
-            share=((row[2] if metric == "units" else row[3] or 0.0) / total) if total else 0.0,
+            share=_share(row[2] if metric == "units" else row[3], total),
         )
         for rank, row in enumerate(rows, start=1)
     ]
@@ -366,6 +396,7 @@ def summarize(data: SalesData) -> DatasetSummary:
         mapping=data.mapping.as_dict(),
         units_total=units,
         revenue_total=revenue if data.has_revenue else None,
+        numbers=data.numbers,
         data_version=data.version,
     )
 
@@ -387,17 +418,13 @@ def sales_over_time(
         InvalidInput: unknown operation or product, bad grain, start after end, or a range outside the data.
     """
     if grain not in GRAINS:
-        raise InvalidInput(f"grain must be 'month', 'quarter' or 'year', not {grain!r}")
+        raise InvalidInput(f"grain must be 'month', 'quarter' or 'year', not {echo(grain)}")
     _check_range(start, end)
+    check_within_data(data, start, end)
     op = resolve_operation(data, operation) if operation is not None else None
     pid, pname = resolve_product(data, product, op) if product is not None else (None, None)
     low, high = _bounds(data, start, end)
     low, high = max(low, data.first_period.replace(day=1)), min(high, data.last_period)
-    if low > high:
-        raise InvalidInput(
-            f"no data between {start or low} and {end or high}; the data covers {_coverage(data)}, "
-            "pick dates in it"
-        )
     rows = _query(
         data,
         f"""

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -20,8 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp_sales.cache import META, VERSION_FILES, atomic_write
+from mcp_sales.data import LAYOUT
 from mcp_sales.errors import DataError
 from mcp_sales.mapping import ColumnMapping, resolve_columns
+from mcp_sales.models import NumberChecks, RowsNoted
 from mcp_sales.normalize import DATE_MARK, MARK, detect_date_formats, is_temporal, normalized_select
 from mcp_sales.sources import detect_encoding, first_bad_line, read_csv_sql, sniff_kind, utf8_copy
 from mcp_sales.sql import lit, one
@@ -32,6 +35,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CONVERT_MEMORY_LIMIT = "1GB"
+
+# Staged rows the version leaves out. A number cell that parses but is not finite (NaN, inf, -inf in any
+# spelling DuckDB reads, 1e999, or a NaN stored in a Parquet DOUBLE) is as unusable as an empty one:
+# such rows are dropped like incomplete rows and counted, so `check` can say how many and where.
+_INCOMPLETE = "(operation IS NULL OR product_id IS NULL OR units IS NULL OR period IS NULL)"
+_UNITS_NOT_FINITE = "(units IS NOT NULL AND NOT isfinite(units))"
+_REVENUE_NOT_FINITE = "(revenue IS NOT NULL AND NOT isfinite(revenue))"
+_LEFT_OUT = f"({_INCOMPLETE} OR {_UNITS_NOT_FINITE} OR {_REVENUE_NOT_FINITE})"
+_NEGATIVE_UNITS = f"(units < 0 AND NOT {_LEFT_OUT})"
 
 
 def build_version(source: Path, mapping: ColumnMapping, root: Path, version: str) -> None:
@@ -119,7 +131,7 @@ def _convert(source: Path, mapping: ColumnMapping, work: Path) -> dict[str, Any]
                     continue  # an ambiguous sample (all days <= 12): try the next format that fit it
                 raise
         effective = dataclasses.replace(effective, date_format=date_format, encoding=encoding)
-        return _finish(con, work, source, effective, columns)
+        return _finish(con, work, source, effective, columns, select)
     except duckdb.Error as exc:
         if encoding == "utf-8" and mapping.encoding is None and "unicode" in str(exc).lower():
             # Non-UTF-8 bytes past the sampled part of the file: read it as cp1252 after all.
@@ -132,29 +144,48 @@ def _convert(source: Path, mapping: ColumnMapping, work: Path) -> dict[str, Any]
 
 
 def _finish(
-    con: duckdb.DuckDBPyConnection, work: Path, source: Path, mapping: ColumnMapping, columns: tuple[str, ...]
+    con: duckdb.DuckDBPyConnection,
+    work: Path,
+    source: Path,
+    mapping: ColumnMapping,
+    columns: tuple[str, ...],
+    select: str,
 ) -> dict[str, Any]:
-    """From the staged rows: drop incomplete ones, sort by operation, aggregate, collect metadata."""
+    """From the staged rows: drop incomplete and non-finite ones, sort by operation, aggregate, collect
+    metadata. ``select`` is the normalizing query the stage was written with."""
     stage = f"read_parquet({lit(str(work / 'stage.parquet'))})"
-    incomplete = "operation IS NULL OR product_id IS NULL OR units IS NULL OR period IS NULL"
-    total, dropped = one(con, f"SELECT count(*), count(*) FILTER (WHERE {incomplete}) FROM {stage}")
+    kept = f"NOT {_LEFT_OUT}"
+    total, empty, dropped, units_not_finite, revenue_not_finite, negative, units_size, revenue_size = one(
+        con,
+        f"SELECT count(*), count(*) FILTER (WHERE {_INCOMPLETE}), count(*) FILTER (WHERE {_LEFT_OUT}), "
+        f"count(*) FILTER (WHERE {_UNITS_NOT_FINITE}), count(*) FILTER (WHERE {_REVENUE_NOT_FINITE}), "
+        f"count(*) FILTER (WHERE {_NEGATIVE_UNITS}), "
+        f"sum(abs(units)) FILTER (WHERE {kept}), sum(abs(revenue)) FILTER (WHERE {kept}) FROM {stage}",
+    )
     if total == 0:
         raise DataError(f"data file {source.name} has a header but no rows; export the data again")
     if dropped == total:
         raise DataError(
-            f"all {total} rows of {source.name} have an empty operation, product, units or date; "
-            "check the column mapping (--column FIELD=COLUMN)"
+            f"all {total} rows of {source.name} have an empty operation, product, units or date, or a "
+            "units or revenue value that is not a finite number; check the column mapping "
+            "(--column FIELD=COLUMN)"
         )
-    if dropped:
+    _check_addable(mapping, units_size, revenue_size)
+    if empty:
         logger.warning(
             "dropped %d of %d rows of %s with an empty operation, product, units or date",
-            dropped,
+            empty,
             total,
             source.name,
         )
+    numbers = NumberChecks()
+    if units_not_finite or revenue_not_finite or negative:
+        numbers = _number_checks(con, select, units_not_finite, revenue_not_finite, negative)
+        for note in numbers.notes():
+            logger.warning("%s: %s", source.name, note)
     sales = lit(str(work / "sales.parquet"))
     # Sorted on operation alone: enough for row-group pruning, at half the cost of a full sort.
-    complete = f"SELECT * FROM {stage} WHERE NOT ({incomplete})"
+    complete = f"SELECT * FROM {stage} WHERE {kept}"
     con.execute(f"COPY ({complete} ORDER BY operation) TO {sales} (FORMAT parquet)")
     # One name per product id (the one on most lines), so the id is the product's identity.
     con.execute(
@@ -180,10 +211,12 @@ def _finish(
     agg_rows, first, last = one(con, f"SELECT count(*), min(period), max(period) FROM {agg}")
     operations = sorted(row[0] for row in con.execute(f"SELECT DISTINCT operation FROM {agg}").fetchall())
     return {
+        "layout": LAYOUT,
         "mapping": dataclasses.asdict(mapping),
         "grain": "day" if mapping.date is not None else "month",
         "rows": int(total),
         "dropped_rows": int(dropped),
+        "numbers": numbers.model_dump(mode="json"),
         "columns": list(columns),
         "operations": operations,
         "first_period": first.isoformat(),
@@ -194,6 +227,51 @@ def _finish(
         "prepared_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "prepared_by_pid": os.getpid(),
     }
+
+
+def _check_addable(mapping: ColumnMapping, units_size: float | None, revenue_size: float | None) -> None:
+    """Refuse numbers whose sum overflows a double: every total a tool reports must be finite.
+
+    ``*_size`` is the sum of absolute values, which bounds every sum of a subset of the rows.
+
+    Raises:
+        DataError: names the column.
+    """
+    for field, column, size in (
+        ("units", mapping.units, units_size),
+        ("revenue", mapping.revenue, revenue_size),
+    ):
+        if size is not None and not math.isfinite(size):
+            raise DataError(
+                f"column {column!r} ({field}) has values so large that their total passes 1.8e308, the "
+                f"largest number DuckDB holds; fix those rows or map another column with --column {field}=COL"
+            )
+
+
+def _number_checks(
+    con: duckdb.DuckDBPyConnection, select: str, units_not_finite: int, revenue_not_finite: int, negative: int
+) -> NumberChecks:
+    """The counts, with the data row (1-based, header not counted) of the first of each kind.
+
+    A second pass over the source, numbering rows in file order: only files with such values pay for it,
+    and DuckDB numbers rows in a streaming window, so it needs no memory beyond the scan's.
+    """
+    con.execute("SET preserve_insertion_order = true")  # row_number() OVER () then follows the file
+    try:
+        first_units, first_revenue, first_negative = one(
+            con,
+            f"SELECT min(data_row) FILTER (WHERE {_UNITS_NOT_FINITE}), "
+            f"min(data_row) FILTER (WHERE {_REVENUE_NOT_FINITE}), "
+            f"min(data_row) FILTER (WHERE {_NEGATIVE_UNITS}) "
+            f"FROM (SELECT row_number() OVER () AS data_row, * FROM ({select}))",
+        )
+    finally:
+        con.execute("SET preserve_insertion_order = false")
+    return NumberChecks(
+        units_not_finite=RowsNoted(rows=units_not_finite, first_row=first_units),
+        revenue_not_finite=RowsNoted(rows=revenue_not_finite, first_row=first_revenue),
+        negative_units=RowsNoted(rows=negative, first_row=first_negative),
+    )
 
 
 def _translate(exc: Exception, source: Path, encoding: str | None, csv_path: Path | None) -> DataError:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import ValidationError
+
 from mcp_sales.cache import (
     default_cache_root,
     hash_stable,
@@ -35,13 +37,16 @@ from mcp_sales.cache import (
 )
 from mcp_sales.errors import DataError
 from mcp_sales.mapping import MAPPING_FILES, ColumnMapping, load_mapping
+from mcp_sales.models import NumberChecks
 from mcp_sales.sql import lit
 
 if TYPE_CHECKING:
     import duckdb
 
-# Part of every version id: bump it when the normalized layout changes so old caches are not reused.
-LAYOUT = "2"
+# Part of every version id, and recorded in its metadata: bump it when the normalized layout or the
+# metadata changes, so versions written by an older release are rebuilt, not reused.
+# 3: rows with a non-finite units or revenue are left out and counted (meta "numbers").
+LAYOUT = "3"
 QUERY_MEMORY_LIMIT = "512MB"
 # The pre-aggregate is held in memory when at most this many rows (day-grain data can be larger).
 AGG_IN_MEMORY_MAX_ROWS = 2_000_000
@@ -67,7 +72,10 @@ class SalesData:
         last_period: Latest period.
         cache_dir: This version's directory for derived files.
         has_revenue: Whether a revenue column is mapped.
-        dropped_rows: Source rows dropped for an empty operation, product, units or period.
+        dropped_rows: Source rows left out: an empty operation, product, units or period, or a units or
+            revenue value that is not a finite number.
+        numbers: Rows with a non-finite units or revenue (left out) or negative units (kept), with the
+            first data row of each.
     """
 
     source: Path
@@ -82,6 +90,7 @@ class SalesData:
     cache_dir: Path
     has_revenue: bool
     dropped_rows: int
+    numbers: NumberChecks
     _db: _VersionDB = field(repr=False, compare=False)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -310,6 +319,12 @@ def _open_version(directory: Path, source: Path, version: str) -> SalesData | No
     if found is None:
         return None
     meta, meta_stamp = found
+    if meta.get("layout") != LAYOUT:
+        return None  # written by another release (the index may still point at it): rebuilt
+    try:
+        numbers = NumberChecks.model_validate(meta["numbers"])
+    except (KeyError, ValidationError):
+        return None  # damaged: rebuilt
     return SalesData(
         source=source,
         version=version,
@@ -323,5 +338,6 @@ def _open_version(directory: Path, source: Path, version: str) -> SalesData | No
         cache_dir=directory,
         has_revenue=meta["has_revenue"],
         dropped_rows=meta["dropped_rows"],
+        numbers=numbers,
         _db=_VersionDB(directory, meta["agg_rows"], meta_stamp),
     )

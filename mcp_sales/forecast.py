@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -32,7 +33,7 @@ import anyio
 import anyio.to_thread
 from pydantic import ValidationError
 
-from mcp_sales.errors import ForecastError, InvalidInput
+from mcp_sales.errors import ForecastError, InvalidInput, SalesError, echo
 from mcp_sales.models import ForecastPoint, ForecastResult, Metric
 from mcp_sales.quiet import quiet_prophet_logger, silence_stan_loggers, stdout_to_stderr
 
@@ -102,13 +103,13 @@ def validate_request(
 
     if not MIN_HORIZON_MONTHS <= horizon_months <= MAX_HORIZON_MONTHS:
         raise ForecastError(
-            f"horizon_months={horizon_months} is out of range; ask for "
+            f"horizon_months={echo(horizon_months)} is out of range; ask for "
             f"{MIN_HORIZON_MONTHS} to {MAX_HORIZON_MONTHS} months ahead"
         )
     if not MIN_INTERVAL_WIDTH <= interval_width <= MAX_INTERVAL_WIDTH:
         raise ForecastError(
-            f"interval_width={interval_width} is out of range; use a value between {MIN_INTERVAL_WIDTH} "
-            f"and {MAX_INTERVAL_WIDTH} (0.8 means an 80% interval)"
+            f"interval_width={echo(interval_width)} is out of range; use a value between "
+            f"{MIN_INTERVAL_WIDTH} and {MAX_INTERVAL_WIDTH} (0.8 means an 80% interval)"
         )
     if metric == "revenue" and not data.has_revenue:
         raise InvalidInput(
@@ -116,6 +117,7 @@ def validate_request(
             "(or map a revenue column with --column revenue=COL)"
         )
     start = analytics.parse_date_arg(start_date, "start_date")
+    analytics.check_within_data(data, start, None)  # before a fit thread starts, which could only fail
     resolved_operation = analytics.resolve_operation(data, operation)
     product_id = product_name = None
     if product is not None and product.strip():
@@ -249,7 +251,13 @@ def fit_prophet(
     actual = {d: v for d, v in series}
 
     def clip(value: Any) -> float:
-        return round(max(0.0, float(value)), 2)
+        number = float(value)
+        if not math.isfinite(number):  # values near the largest double overflow inside the model
+            raise ForecastError(
+                "the forecast model gave no finite estimate for this series (its values are too large); "
+                "forecast the other metric, or fix the data's huge values"
+            )
+        return round(max(0.0, number), 2)
 
     points: list[ForecastPoint] = []
     for ds, yhat, lower, upper in zip(
@@ -388,7 +396,10 @@ def submit(data: SalesData, request: ForecastRequest) -> concurrent.futures.Futu
         try:
             future.set_result(compute(data, request))
         except BaseException as exc:
-            if not isinstance(exc, ForecastError):
+            if isinstance(exc, SalesError):
+                # Expected (too little history, no sales): the caller reports it; no traceback.
+                log.info("forecast for %s not made: %s", request, exc)
+            else:
                 # The caller may have given up already; make sure the traceback reaches the log.
                 log.exception("forecast for %s failed", request)
             future.set_exception(exc)

@@ -8,22 +8,30 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Metric = Literal["units", "revenue"]
 Grain = Literal["month", "quarter", "year"]
 
 
-class ProductSales(BaseModel):
+class _Result(BaseModel):
+    # JSON has no NaN or infinity (pydantic would write null where the schema wants a number): a result
+    # holding one is a bug, refused where the result is built rather than sent broken.
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class ProductSales(_Result):
     rank: int = Field(description="1 is the best seller for the chosen metric.")
     product_id: str
     product_name: str
     units: float
     revenue: float | None = Field(description="None when the data has no revenue column.")
-    share: float = Field(description="Fraction of the operation's total for the chosen metric (0-1).")
+    share: float = Field(
+        description="Fraction of the operation's total for the chosen metric (0-1 without negative units)."
+    )
 
 
-class TopProductsResult(BaseModel):
+class TopProductsResult(_Result):
     operation: str = Field(description="The operation name as stored in the data.")
     metric: Metric
     n: int = Field(description="How many products were asked for.")
@@ -34,7 +42,7 @@ class TopProductsResult(BaseModel):
     data_version: str
 
 
-class OperationInfo(BaseModel):
+class OperationInfo(_Result):
     name: str
     products: int
     first_period: dt.date
@@ -43,12 +51,12 @@ class OperationInfo(BaseModel):
     revenue: float | None
 
 
-class OperationsResult(BaseModel):
+class OperationsResult(_Result):
     operations: list[OperationInfo]
     data_version: str
 
 
-class ProductInfo(BaseModel):
+class ProductInfo(_Result):
     product_id: str
     product_name: str
     operations: int = Field(description="Number of operations that sold this product.")
@@ -56,13 +64,58 @@ class ProductInfo(BaseModel):
     revenue: float | None
 
 
-class ProductsResult(BaseModel):
+class ProductsResult(_Result):
     operation: str | None = Field(description="None when listing products across all operations.")
     products: list[ProductInfo]
     data_version: str
 
 
-class DatasetSummary(BaseModel):
+class RowsNoted(_Result):
+    """Source rows holding one kind of questionable value."""
+
+    rows: int = Field(default=0, description="How many source rows.")
+    first_row: int | None = Field(
+        default=None,
+        description="Data row of the first one (1 = the first row after the header), when known.",
+    )
+
+
+class NumberChecks(_Result):
+    """What the conversion found in the units and revenue columns."""
+
+    units_not_finite: RowsNoted = Field(
+        default_factory=RowsNoted, description="Rows left out because units is NaN or infinite."
+    )
+    revenue_not_finite: RowsNoted = Field(
+        default_factory=RowsNoted, description="Rows left out because revenue is NaN or infinite."
+    )
+    negative_units: RowsNoted = Field(
+        default_factory=RowsNoted, description="Rows with negative units (returns?), included as given."
+    )
+
+    def notes(self) -> list[str]:
+        """One sentence per finding, for people (``mcp-sales check``) and models (dataset_summary)."""
+        notes = [
+            _rows(found.rows, f"a {field} value that is not a finite number")
+            + (f" (first: data row {found.first_row})" if found.first_row is not None else "")
+            + f"; {'it is' if found.rows == 1 else 'they are'} left out"
+            for field, found in (("units", self.units_not_finite), ("revenue", self.revenue_not_finite))
+            if found.rows
+        ]
+        if self.negative_units.rows:
+            rows = self.negative_units.rows
+            notes.append(
+                _rows(rows, "negative units (returns?)") + f"; {'it is' if rows == 1 else 'they are'} "
+                "included as given"
+            )
+        return notes
+
+
+def _rows(count: int, what: str) -> str:
+    return f"{count:,} {'row has' if count == 1 else 'rows have'} {what}"
+
+
+class DatasetSummary(_Result):
     source: str = Field(description="File name of the data (not the full path).")
     rows: int
     operations: int
@@ -74,16 +127,20 @@ class DatasetSummary(BaseModel):
     mapping: dict[str, str] = Field(description="Source column used for each field.")
     units_total: float
     revenue_total: float | None
+    numbers: NumberChecks = Field(
+        default_factory=NumberChecks,
+        description="Rows left out for a NaN or infinite units/revenue, and rows with negative units.",
+    )
     data_version: str
 
 
-class SalesPoint(BaseModel):
+class SalesPoint(_Result):
     period: dt.date = Field(description="First day of the period.")
     units: float
     revenue: float | None
 
 
-class SalesOverTimeResult(BaseModel):
+class SalesOverTimeResult(_Result):
     operation: str | None
     product: str | None
     grain: Grain
@@ -91,7 +148,7 @@ class SalesOverTimeResult(BaseModel):
     data_version: str
 
 
-class ForecastPoint(BaseModel):
+class ForecastPoint(_Result):
     period: dt.date = Field(description="First day of the month.")
     actual: float | None = Field(description="Observed value; None for future months.")
     forecast: float | None = Field(description="Model estimate; None for history when not fitted.")
@@ -99,7 +156,7 @@ class ForecastPoint(BaseModel):
     upper: float | None
 
 
-class ForecastResult(BaseModel):
+class ForecastResult(_Result):
     operation: str
     product: str | None
     metric: Metric

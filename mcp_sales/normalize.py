@@ -150,7 +150,12 @@ def _text_expr(column: str) -> str:
 
 
 def _parse_number(text: str) -> str:
-    """A DOUBLE from text such as ``2871.5``, ``-$1,234.50``; NULL when it is not a number."""
+    """A DOUBLE from text such as ``2871.5``, ``-$1,234.50``; NULL when it is not a number.
+
+    ``NaN``, ``inf``, ``-Infinity`` and overflowing values (``1e999``) parse, to non-finite doubles, as
+    a Parquet DOUBLE column can hold them: they are not "not a number" errors here, but invalid cells the
+    conversion leaves out and counts (see ``convert._finish``).
+    """
     grouped = r"[-+]?[$€£]?\s*\d{1,3}(,\d{3})*(\.\d+)?"
     # COALESCE evaluates the regular expressions only for the rare values a plain cast rejects.
     return (

@@ -27,11 +27,19 @@ import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.server.mcpserver import Context
-from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import (
+    CallToolResult,
+    ContentBlock,
+    ImageContent,
+    InputRequiredResult,
+    TextContent,
+    ToolAnnotations,
+)
+from pydantic import BaseModel, Field, ValidationError
 
 from mcp_sales import __version__, forecast
-from mcp_sales.errors import SalesError
+from mcp_sales.errors import SalesError, echo
 from mcp_sales.models import (
     DatasetSummary,
     ForecastResult,
@@ -270,10 +278,13 @@ def render_summary(r: DatasetSummary) -> str:
     revenue = (
         f", revenue {_num(r.revenue_total, 'revenue')}" if r.revenue_total is not None else " (no revenue)"
     )
+    notes = "".join(f"\nNote: {note}." for note in r.numbers.notes())
     return (
         f"{r.source}: {r.rows:,} rows, {r.operations} operations, {r.products} products, "
         f"{r.first_period} to {r.last_period} ({r.grain}ly data); {_num(r.units_total)} units{revenue}.\n"
-        f"Columns: {', '.join(r.columns)}. Mapping: " + ", ".join(f"{k}={v}" for k, v in r.mapping.items())
+        f"Columns: {', '.join(r.columns)}. Mapping: "
+        + ", ".join(f"{k}={v}" for k, v in r.mapping.items())
+        + notes
     )
 
 
@@ -306,6 +317,72 @@ def render_forecast(r: ForecastResult) -> str:
     return "\n".join(lines)
 
 
+# --- arguments the SDK rejects, in our words ------------------------------------------------------
+
+
+def _argument_rules() -> dict[str, str]:
+    """What each tool argument takes, as the phrase ending "<argument> must be ..."."""
+    from mcp_sales.analytics import MAX_N  # only on the error path: keeps start-up light
+
+    date = "a date as text, YYYY-MM-DD (or YYYY-MM, YYYY)"
+    return {
+        "n": f"a whole number from 1 to {MAX_N}",
+        "operation": "an operation name (text) from list_operations",
+        "product": "a product id or name (text) from list_products",
+        "metric": "'units' or 'revenue'",
+        "grain": "'month', 'quarter' or 'year'",
+        "start_date": date,
+        "end_date": date,
+        "horizon_months": (
+            f"a whole number from {forecast.MIN_HORIZON_MONTHS} to {forecast.MAX_HORIZON_MONTHS}"
+        ),
+        "interval_width": (
+            f"a number between {forecast.MIN_INTERVAL_WIDTH} and {forecast.MAX_INTERVAL_WIDTH} "
+            "(0.8 means an 80% interval)"
+        ),
+        "include_history": "true or false",
+        "chart": "true or false",
+    }
+
+
+def argument_error(error: ValidationError) -> str:
+    """One sentence for arguments that do not fit a tool's input schema, e.g. "n must be a whole number
+    from 1 to 1000, not 1.5" (instead of pydantic's report with its URLs)."""
+    rules = _argument_rules()
+    problems: list[str] = []
+    for detail in error.errors(include_url=False):
+        name = str(detail["loc"][0]) if detail["loc"] else "the arguments"
+        rule = rules.get(name, "what the tool's input schema describes")
+        if detail["type"] == "missing":
+            problems.append(f"{name} is missing; pass {rule}")
+        else:
+            problems.append(f"{name} must be {rule}, not {echo(detail['input'])}")
+    return "; ".join(dict.fromkeys(problems))  # a union type reports one miss per member
+
+
+class SalesServer(MCPServer[Any]):
+    """The SDK's server, with tool-call errors the SDK raises itself (arguments that do not fit a tool's
+    input schema, an unknown tool) rewritten into our one-sentence style and logged without a traceback."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise  # a crash: the SDK logs the traceback and answers with a generic message
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):  # the SDK's validation of the arguments
+                message = argument_error(exc.__cause__)
+            elif exc.__cause__ is None and name not in {tool.name for tool in await self.list_tools()}:
+                tools = ", ".join(sorted(tool.name for tool in await self.list_tools()))
+                message = f"there is no tool named {echo(name)}; the tools are {tools}"
+            else:
+                raise
+            log.info("tool %s: %s", echo(name), message)
+            return _error(message)
+
+
 # --- the server ------------------------------------------------------------------------------------
 
 
@@ -313,7 +390,7 @@ def build_server(config: ServerConfig) -> MCPServer[Any]:
     """Create the MCP server; cheap (no data access until a tool is called)."""
     backend = _Backend(config)
     middleware = [backend.prefetch_middleware()] if config.prefetch else []
-    server: MCPServer[Any] = MCPServer(
+    server = SalesServer(
         name="mcp-sales",
         title="Sales analytics",
         version=__version__,

@@ -338,10 +338,16 @@ def test_top_products_n_out_of_range(sample_data: SalesData, n: int) -> None:
 def test_top_products_period_checks(sample_data: SalesData) -> None:
     with pytest.raises(InvalidInput, match="start_date 2023-05-01 is after end_date 2023-01-01; swap them"):
         top_products(sample_data, "Dallas", 5, "units", dt.date(2023, 5, 1), dt.date(2023, 1, 1))
+    # Dates beyond the data name the date to change (the range was once printed backwards).
     with pytest.raises(
-        InvalidInput, match=r"no sales in Dallas between 2030-01-01 and .*covers 2019-01\.\.2024-12"
+        InvalidInput,
+        match=r"^start_date 2030-01-01 is after the data ends; the data covers 2019-01\.\.2024-12",
     ):
         top_products(sample_data, "Dallas", 5, "units", dt.date(2030, 1, 1))
+    with pytest.raises(
+        InvalidInput, match=r"^end_date 2018-12-31 is before the data begins; .*later end_date"
+    ):
+        top_products(sample_data, "Dallas", 5, "units", None, dt.date(2018, 12, 31))
     with pytest.raises(InvalidInput, match="metric must be 'units' or 'revenue'"):
         top_products(sample_data, "Dallas", 5, "margin")  # type: ignore[arg-type]
 

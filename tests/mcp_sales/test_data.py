@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from mcp_sales.data import SalesData, SalesStore
+from mcp_sales.data import LAYOUT, SalesData, SalesStore
 from mcp_sales.errors import DataError
 
 
@@ -170,6 +170,26 @@ def test_damaged_version_is_rebuilt(small_csv: Path, damage: str) -> None:
     assert again.current().version == data.version
     assert again.conversions == 1
     assert SalesStore(small_csv).current().rows == data.rows
+
+
+@pytest.mark.parametrize("written_by", ["older layout", "release without number checks"])
+def test_version_of_an_older_release_is_rebuilt_not_reused(small_csv: Path, written_by: str) -> None:
+    """The index still points at the version an older release wrote: its metadata decides reuse."""
+    data = SalesStore(small_csv).current()
+    meta_path = data.cache_dir / "meta.json"
+    meta = json.loads(meta_path.read_text("utf-8"))
+    if written_by == "older layout":
+        meta["layout"] = "2"
+    else:
+        del meta["layout"], meta["numbers"]
+    meta_path.write_text(json.dumps(meta), "utf-8")
+    again = SalesStore(small_csv)
+    rebuilt = again.current()
+    assert again.conversions == 1
+    assert rebuilt.rows == data.rows and rebuilt.numbers == data.numbers
+    assert json.loads(meta_path.read_text("utf-8"))["layout"] == LAYOUT
+    third = SalesStore(small_csv)
+    assert third.current().version == data.version and third.conversions == 0  # the rebuild is reused
 
 
 def test_cache_root_override_and_stale_work_dirs(small_csv: Path, tmp_path: Path) -> None:

@@ -216,7 +216,59 @@ BAD_INPUT = [
         {"operation": "Dallas", "start_date": "2024-06-01"},
         ["only 7 months", "earlier start_date"],
     ),
-    ("forecast_sales", {"operation": "Dallas", "start_date": "2031-01-01"}, ["after the last month"]),
+    (
+        "forecast_sales",
+        {"operation": "Dallas", "start_date": "2031-01-01"},
+        ["start_date 2031-01-01 is after the data ends", "2019-01..2024-12"],
+    ),
+    # Dates wholly outside the data: the message names the date to change, never a backwards range.
+    (
+        "top_n_products",
+        {"n": 5, "operation": "Dallas", "start_date": "2099-01-01"},
+        ["start_date 2099-01-01 is after the data ends", "2019-01..2024-12", "earlier start_date"],
+    ),
+    (
+        "top_n_products",
+        {"n": 5, "operation": "Dallas", "end_date": "1999"},
+        ["end_date 1999-12-31 is before the data begins", "later end_date"],
+    ),
+    ("sales_over_time", {"start_date": "2099"}, ["start_date 2099-01-01 is after the data ends"]),
+    ("sales_over_time", {"end_date": "2018-12-31"}, ["end_date 2018-12-31 is before the data begins"]),
+    # Arguments the input schema rejects: our sentence, not the validator's report.
+    (
+        "top_n_products",
+        {"n": "x", "operation": "Dallas"},
+        ["n must be a whole number from 1 to 1000, not 'x'"],
+    ),
+    (
+        "top_n_products",
+        {"n": 1.5, "operation": "Dallas"},
+        ["n must be a whole number from 1 to 1000, not 1.5"],
+    ),
+    ("top_n_products", {"operation": "Dallas"}, ["n is missing; pass a whole number from 1 to 1000"]),
+    (
+        "top_n_products",
+        {"n": None, "operation": ["Dallas"], "metric": "profit"},
+        [
+            "n must be a whole number from 1 to 1000, not null",
+            "operation must be an operation name",
+            "'profit'",
+        ],
+    ),
+    ("list_products", {"operation": 42}, ["operation must be an operation name (text) from list_operations"]),
+    ("sales_over_time", {"grain": "week"}, ["grain must be 'month', 'quarter' or 'year', not 'week'"]),
+    ("sales_over_time", {"start_date": 20230101}, ["start_date must be a date as text", "not 20230101"]),
+    (
+        "forecast_sales",
+        {"operation": "Dallas", "horizon_months": 2.5},
+        ["horizon_months must be a whole number"],
+    ),
+    (
+        "forecast_sales",
+        {"operation": "Dallas", "chart": "maybe"},
+        ["chart must be true or false, not 'maybe'"],
+    ),
+    ("forecast_sales", {"operation": "Dallas", "interval_width": "wide"}, ["between 0.5 and 0.99"]),
 ]
 
 
@@ -231,6 +283,88 @@ async def test_bad_input_is_a_tool_error_that_says_what_to_do(
     message = text_of(result)
     for fragment in fragments:
         assert fragment in message
+    assert_our_style(message)
+
+
+def assert_our_style(message: str) -> None:
+    """One line of our own words: no validator report, URL or SDK prefix."""
+    assert "\n" not in message, message
+    for foreign in ("pydantic", "http", "validation error", "Error executing tool", "Input should"):
+        assert foreign not in message, message
+
+
+@pytest.mark.anyio
+async def test_every_argument_of_every_tool_has_a_sentence(config: ServerConfig) -> None:
+    """A value of the wrong type for any argument of any tool is answered in our words, naming it."""
+    valid = {"n": 3, "operation": "Dallas"}
+    with anyio.fail_after(WAIT):
+        async with Client(build_server(config)) as client:
+            tools = (await client.list_tools()).tools
+            for tool in tools:
+                for name in tool.input_schema.get("properties", {}):
+                    arguments = {k: v for k, v in valid.items() if k in tool.input_schema["properties"]}
+                    result = await client.call_tool(tool.name, {**arguments, name: [1]})
+                    assert result.is_error, (tool.name, name)
+                    message = text_of(result)
+                    assert message.startswith(f"{name} must be "), message
+                    assert message.endswith(", not [1]") and "input schema" not in message, message
+                    assert_our_style(message)
+
+
+@pytest.mark.anyio
+async def test_unknown_tool_is_named_in_our_words(config: ServerConfig) -> None:
+    result = await call(config, "top_products", {"n": 3})
+    assert result.is_error
+    assert text_of(result).startswith("there is no tool named 'top_products'; the tools are ")
+    assert "top_n_products" in text_of(result)
+    assert_our_style(text_of(result))
+
+
+HUGE = "Dallas-" + "x" * 5_000_000  # 5 MB of name
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("top_n_products", {"n": 3, "operation": HUGE}),
+        ("top_n_products", {"n": 3, "operation": "Dallas", "start_date": HUGE}),
+        ("top_n_products", {"n": 3, "operation": "Dallas", "metric": HUGE}),
+        ("top_n_products", {"n": HUGE, "operation": "Dallas"}),
+        ("sales_over_time", {"operation": "Dallas", "product": HUGE}),
+        ("sales_over_time", {"grain": HUGE}),
+        ("forecast_sales", {"operation": HUGE}),
+        (HUGE, {}),
+    ],
+    ids=["operation", "start_date", "metric", "n", "product", "grain", "forecast", "tool"],
+)
+async def test_echoed_input_is_cut_short(config: ServerConfig, tool: str, arguments: dict[str, Any]) -> None:
+    result = await call(config, tool, arguments)
+    assert result.is_error
+    message = text_of(result)
+    assert "'Dallas-xxxx" in message and "x…'" in message, message[:300]
+    assert len(message) < 400, message[:300]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"operation": "Dallas", "start_date": "2031-01-01"},
+        {"operation": "Dalas"},
+        {"operation": "Dallas", "horizon_months": "soon"},
+    ],
+    ids=["after-the-data", "unknown-operation", "bad-argument"],
+)
+async def test_expected_errors_are_logged_at_info_without_a_traceback(
+    config: ServerConfig, caplog: pytest.LogCaptureFixture, arguments: dict[str, Any]
+) -> None:
+    with caplog.at_level(logging.INFO):
+        result = await call(config, "forecast_sales", arguments)
+    assert result.is_error
+    logged = [r for r in caplog.records if text_of(result) in r.getMessage()]
+    assert logged and all(r.levelno == logging.INFO for r in logged)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
 
 
 @pytest.mark.anyio
