@@ -8,6 +8,12 @@ listing on the host (see ``provision.sync.remote_manifest``): live sizes and mti
 file sync keeps there (``.mcpctl/manifest.json``), whose sha256 values are trusted only while the live
 size and mtime still match what it recorded.
 
+Symlinks: a link to a file inside the source tree sends the target's content (a link to an ignored
+file is skipped, so a link cannot send what ``.mcpignore`` keeps back); a link that leaves the tree
+is skipped unless the source follows links (``--follow-links``, and always for a data file named on
+the command line). Directory links, dangling links, FIFOs, sockets and device files are never sent.
+Every skipped entry is listed in the manifest (:class:`Skipped`) so the plan can say so.
+
 SFTP sets mtimes in whole seconds, so a host's mtime is compared with a local one at second
 granularity; the manifest file also records the exact local mtime each file was sent from, so a local
 change within the same second is still noticed.
@@ -15,6 +21,7 @@ change within the same second is still noticed.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -113,6 +120,24 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A local entry the walk did not send, and why (one of the ``SKIP_*`` reasons)."""
+
+    path: str  # POSIX, relative to the manifest root
+    reason: str
+
+
+SKIP_OUTSIDE = "link outside the project; --follow-links sends it"
+SKIP_IGNORED_TARGET = "link to an ignored file"
+SKIP_DIRECTORY_LINK = "link to a directory"
+SKIP_DANGLING = "dangling link"
+SKIP_SPECIAL_TARGET = "link to a FIFO, socket or device"
+SKIP_FIFO = "FIFO"
+SKIP_SOCKET = "socket"
+SKIP_DEVICE = "device file"
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Files under the remote root ``root``, keyed by POSIX path relative to it."""
 
@@ -121,6 +146,7 @@ class Manifest:
     scopes: tuple[Scope, ...] = ()  # local manifests: what the sources manage
     temps: tuple[str, ...] = ()  # remote manifests: temp files an interrupted sync left behind
     recorded: Mapping[str, FileEntry] = field(default_factory=dict, repr=False)  # remote: manifest file
+    skipped: tuple[Skipped, ...] = ()  # local manifests: entries not sent (links, FIFOs...), by path
 
     def manages(self, path: str) -> bool:
         """Return whether a source of this (local) manifest manages ``path``."""
@@ -138,6 +164,8 @@ class SyncSource:
             everything); use :func:`literal_pattern` for a file name.
         ignore: Extra gitignore-style patterns of what never to send (added to the built-in ones).
         ignore_file: A gitignore-syntax file in ``local_root`` with more ignore patterns, or None.
+        follow_links: Send the content of file symlinks that lead outside ``local_root`` too (links
+            inside it are followed unless their target is ignored; directory links never are).
     """
 
     local_root: Path
@@ -145,6 +173,7 @@ class SyncSource:
     include: tuple[str, ...] = ("*",)
     ignore: tuple[str, ...] = ()
     ignore_file: str | None = IGNORE_FILE
+    follow_links: bool = False
 
     def __post_init__(self) -> None:
         root = self.remote_root
@@ -159,14 +188,19 @@ def literal_pattern(relative: str) -> str:
     return "/" + escaped
 
 
-def project_sources(project_root: Path, data_files: Sequence[Path], remote_dir: str) -> list[SyncSource]:
+def project_sources(
+    project_root: Path, data_files: Sequence[Path], remote_dir: str, *, follow_links: bool = False
+) -> list[SyncSource]:
     """Return what ``mcpctl sync`` sends: the code tree to ``remote_dir``, data files to ``remote_dir/data``.
 
     The code tree is ``mcp_sales/``, ``provision/``, ``pyproject.toml``, ``uv.lock``, ``README.md`` and
     the project's ``data/``. A data file goes to ``data/NAME``; a data directory to ``data/DIRNAME/``.
+    A data file that is a symlink is followed wherever it leads: naming it was the user's choice.
+    ``follow_links`` also follows file links out of the code tree and the data directories.
 
     Raises:
-        McpctlError: ``project_root`` is not the mcpctl project, or a data path does not exist.
+        McpctlError: ``project_root`` is not the mcpctl project, or a data path does not exist or is
+            neither a file nor a directory.
     """
     if not (project_root / "pyproject.toml").is_file():
         raise McpctlError(
@@ -177,21 +211,30 @@ def project_sources(project_root: Path, data_files: Sequence[Path], remote_dir: 
         project_root,
         remote_dir,
         include=("/mcp_sales/", "/provision/", "/pyproject.toml", "/uv.lock", "/README.md", "/data/"),
+        follow_links=follow_links,
     )
     sources = [code]
     by_parent: dict[Path, list[str]] = {}
     data_root = posixpath.join(remote_dir, "data")
     for path in data_files:
         if path.is_dir():
-            sources.append(SyncSource(path, posixpath.join(data_root, path.name)))
+            sources.append(SyncSource(path, posixpath.join(data_root, path.name), follow_links=follow_links))
         elif path.is_file():
             by_parent.setdefault(path.parent, []).append(literal_pattern(path.name))
+        elif path.exists():
+            raise McpctlError(
+                f"the data path {path} is neither a regular file nor a directory; name the data file itself "
+                "in the profile's `data` list."
+            )
         else:
             raise McpctlError(
                 f"the data path {path} does not exist; fix the profile's `data` list or create the file."
             )
     for parent, patterns in by_parent.items():
-        sources.append(SyncSource(parent, data_root, include=tuple(patterns), ignore_file=None))
+        # Only the named files are included, so following links here follows exactly those.
+        sources.append(
+            SyncSource(parent, data_root, include=tuple(patterns), ignore_file=None, follow_links=True)
+        )
     return sources
 
 
@@ -354,12 +397,68 @@ def _ignore_lines(source: SyncSource) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _walk(
-    root: Path, include: tuple[str, ...], ignore: pathspec.GitIgnoreSpec
-) -> Iterable[tuple[str, os.DirEntry[str]]]:
-    """Yield (relative POSIX path, directory entry) of the files to send, in no particular order."""
-    included = _spec(include)
-    everything = include == ("*",)  # the common case skips a pattern match per file
+@dataclass(frozen=True)
+class _Rules:
+    """What one walk sends: include and ignore rules, the tree's real path, whether links may leave it."""
+
+    include: tuple[str, ...]
+    ignore: pathspec.GitIgnoreSpec
+    real_root: str
+    follow_links: bool
+
+    def wanted(self, rel: str) -> bool:
+        """Whether the entry at ``rel`` (in a walked directory) is one the include rules ask for."""
+        included = self.include == ("*",) or _spec(self.include).match_file(rel)  # "*": skip a match
+        return included and not self.ignore.match_file(rel)
+
+    def ignored(self, rel: str) -> bool:
+        """Whether ``rel`` or a directory above it is ignored (for link targets, which the walk never saw)."""
+        parts = rel.split("/")
+        return self.ignore.match_file(rel) or any(
+            self.ignore.match_file("/".join(parts[:depth]) + "/") for depth in range(1, len(parts))
+        )
+
+
+def _special_reason(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return SKIP_FIFO
+    if stat.S_ISSOCK(mode):
+        return SKIP_SOCKET
+    return SKIP_DEVICE
+
+
+def _link_reason(entry: os.DirEntry[str], rules: _Rules) -> str | None:
+    """Why the link ``entry`` is not followed, or None to send its target's content.
+
+    Raises:
+        OSError: The target exists but cannot be examined (e.g. no permission).
+    """
+    try:
+        target = entry.stat()  # follows the link (and caches the result for the caller)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return SKIP_DANGLING
+        raise
+    if stat.S_ISDIR(target.st_mode):
+        return SKIP_DIRECTORY_LINK  # never followed: they can loop, or bring in a whole other tree
+    if not stat.S_ISREG(target.st_mode):
+        return SKIP_SPECIAL_TARGET
+    real = os.path.realpath(entry.path)
+    if not real.startswith(rules.real_root.rstrip(os.sep) + os.sep):
+        return None if rules.follow_links else SKIP_OUTSIDE
+    # A link must not send what the ignore rules keep back (e.g. config.txt -> .env).
+    if rules.ignored(Path(os.path.relpath(real, rules.real_root)).as_posix()):
+        return SKIP_IGNORED_TARGET
+    return None
+
+
+def _walk(root: Path, rules: _Rules) -> Iterable[tuple[str, os.DirEntry[str]] | Skipped]:
+    """Yield (relative POSIX path, directory entry) of each file to send, and a :class:`Skipped` for
+    each wanted entry that is not a file to send, in no particular order.
+
+    Raises:
+        OSError: A directory or a link's target cannot be read.
+    """
     todo: list[tuple[Path, str]] = [(root, "")]
     while todo:
         directory, prefix = todo.pop()
@@ -367,22 +466,28 @@ def _walk(
             for entry in entries:
                 rel = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    # Directory symlinks are not followed: they can loop or leave the tree.
-                    if not ignore.match_file(rel + "/") and _may_contain(include, rel):
+                    if not rules.ignore.match_file(rel + "/") and _may_contain(rules.include, rel):
                         todo.append((Path(entry.path), rel + "/"))
-                # A symlink to a file sends the file's content.
-                elif (
-                    entry.is_file()
-                    and (everything or included.match_file(rel))
-                    and not ignore.match_file(rel)
-                ):
+                    continue
+                if not rules.wanted(rel):
+                    continue
+                if entry.is_file(follow_symlinks=False):
                     yield rel, entry
+                    continue
+                if entry.is_symlink():
+                    reason = _link_reason(entry, rules)
+                else:
+                    reason = _special_reason(entry.stat(follow_symlinks=False).st_mode)
+                yield (rel, entry) if reason is None else Skipped(rel, reason)
 
 
 def local_manifest(
     source: SyncSource, *, cache: HashCache | None = None, hash_files: bool = True
 ) -> Manifest:
     """Walk ``source`` and describe the files to send, keyed relative to ``source.remote_root``.
+
+    Entries not sent (links out of the tree, directory and dangling links, FIFOs, sockets, devices)
+    are listed in the manifest's ``skipped``; ignored ones are not listed at all.
 
     Args:
         source: What to walk.
@@ -399,8 +504,14 @@ def local_manifest(
         raise McpctlError(f"the local directory {root} does not exist; check the path you sync from.")
     ignore_lines = _ignore_lines(source)
     files: dict[str, FileEntry] = {}
+    skipped: list[Skipped] = []
     try:
-        for rel, entry in _walk(root, source.include, _spec(ignore_lines)):
+        rules = _Rules(source.include, _spec(ignore_lines), os.path.realpath(root), source.follow_links)
+        for found in _walk(root, rules):
+            if isinstance(found, Skipped):
+                skipped.append(found)
+                continue
+            rel, entry = found
             st = entry.stat()  # follows a symlink to a file; no path parsing
             path = Path(entry.path)
             sha: str | None
@@ -415,7 +526,12 @@ def local_manifest(
             f"to {root / IGNORE_FILE}."
         ) from exc
     scope = Scope("", source.include, ignore_lines)
-    return Manifest(source.remote_root, dict(sorted(files.items())), scopes=(scope,))
+    return Manifest(
+        source.remote_root,
+        dict(sorted(files.items())),
+        scopes=(scope,),
+        skipped=tuple(sorted(skipped, key=lambda s: s.path)),
+    )
 
 
 def merge(manifests: Sequence[Manifest]) -> Manifest:
@@ -430,11 +546,13 @@ def merge(manifests: Sequence[Manifest]) -> Manifest:
     root = min((m.root for m in manifests), key=len)
     files: dict[str, FileEntry] = {}
     scopes: list[Scope] = []
+    skipped: list[Skipped] = []
     for manifest in manifests:
         rel = posixpath.relpath(manifest.root, root)
         if rel == ".." or rel.startswith("../"):
             raise ValueError(f"{manifest.root} is not below {root}")
         sub = "" if rel == "." else rel
+        skipped += [Skipped(f"{sub}/{s.path}" if sub else s.path, s.reason) for s in manifest.skipped]
         for path, entry in manifest.files.items():
             key = f"{sub}/{path}" if sub else path
             old = files.get(key)
@@ -447,7 +565,12 @@ def merge(manifests: Sequence[Manifest]) -> Manifest:
         for scope in manifest.scopes:
             joined = "/".join(part for part in (sub, scope.prefix) if part)
             scopes.append(Scope(joined, scope.include, scope.ignore))
-    return Manifest(root, dict(sorted(files.items())), scopes=tuple(scopes))
+    return Manifest(
+        root,
+        dict(sorted(files.items())),
+        scopes=tuple(scopes),
+        skipped=tuple(sorted(skipped, key=lambda s: s.path)),
+    )
 
 
 # ------------------------------------------------------------------------------------ remote side

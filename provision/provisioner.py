@@ -258,17 +258,21 @@ async def sync_profile(
     delete: bool = False,
     dry_run: bool = False,
     progress: ProgressCallback | None = None,
+    follow_links: bool = False,
 ) -> SyncReport:
     """Sync code and data of profile ``name`` to its host (plan, then apply).
 
+    ``follow_links`` also sends file symlinks that lead out of the project (see ``project_sources``).
+
     Raises:
         ProfileError, ConnectError, HostKeyError, RemoteError: As the steps report them.
+        SourceChangedError: Local files kept changing while they were sent (the rest is done).
     """
     from provision.manifest import project_sources
     from provision.remote import connect
     from provision.sync import sync
 
     profile = load_profile(name)
-    sources = project_sources(project_root(), profile.data, profile.remote_dir)
+    sources = project_sources(project_root(), profile.data, profile.remote_dir, follow_links=follow_links)
     async with connect(profile.target()) as remote:
         return await sync(remote, sources, delete=delete, dry_run=dry_run, progress=progress)

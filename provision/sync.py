@@ -8,6 +8,14 @@ given its mode and (whole-second) mtime, then renamed over the old one. The serv
 file, an interrupted sync leaves old or new versions only, and the next sync removes its temp files.
 The remote manifest file is written last, atomically.
 
+Checked: what is sent is what was planned. Each file is hashed as it is read for sending; its size,
+mtime (before and after the read) and, when the plan knows it, sha256 must match the plan before the
+rename. A file that changed while it was read is not renamed into place: it is planned again from its
+new state and sent once more, and if it is still changing it is left out (its old copy stays, the
+manifest does not claim it) and the sync fails naming it, after every other file is done. The host
+checks too: the helper hashes what it received, and an SFTP temp file's size is checked before it is
+renamed.
+
 Fast: a sync starts ONE helper process on the host (a python3 program sent on its command line) and
 talks to it over that one channel: the listing, creating directories, small files as one stream (no
 round trip per file), deletes and the manifest. The login shell, whose rc files can cost a lot per
@@ -46,6 +54,7 @@ from provision.manifest import (
     FileEntry,
     HashCache,
     Manifest,
+    Skipped,
     SyncSource,
     file_mode,
     local_manifest,
@@ -64,13 +73,15 @@ STREAM_CHUNK = 1024 * 1024  # bytes buffered before each write to the stream (an
 SFTP_SESSIONS = 4  # SFTP sessions for large files (each is one of the connection's 8 channels)
 SFTP_REQUESTS = 16  # writes in flight per file: 16 x 255 KiB covers sshd's 2 MiB channel window
 SFTP_MIN_BLOCK = 32 * 1024  # every SFTP server accepts writes this large
+STREAM_READ = 64 * 1024  # small files are read in chunks of this size (the read hook runs after each)
 CLEANUP_TIMEOUT = 5.0  # seconds for removing our temp file or stopping the helper after a failure
 
 # The helper run on the host by `python3 -I -S -c` (stdlib only, Python >= 3.8 syntax). Requests
 # arrive on stdin as (u32 length, JSON); a "file" request is followed by its bytes. Replies are JSON
 # lines {"ok": value} or {"error": {errno, strerror, path}} (then it exits 1). End of input between
 # requests ends it; end of input inside a request means the client gave up: it removes the temp file
-# it was writing and exits 3, so a cut stream never renames a partial file into place.
+# it was writing and exits 3, so a cut stream never renames a partial file into place. A file whose
+# received bytes do not hash to the sha256 its request names is removed, never renamed (EIO).
 _HELPER = r"""
 import errno, fnmatch, json, os, re, struct, sys
 TEMP = re.compile(r"\..*\.mcpctl-tmp-[0-9a-f]{12}\Z", re.S)
@@ -162,6 +173,8 @@ def op_file(req):
     global written
     dst = target(req["root"], req["p"])
     tmp = temp_for(dst)
+    import hashlib  # here, not at the top: a sync that sends nothing does not pay its ~5 ms import
+    digest = hashlib.sha256()
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -171,10 +184,13 @@ def op_file(req):
                 if not data:
                     unlink_quietly(tmp)
                     sys.exit(3)
+                digest.update(data)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
                 left -= len(data)
+            if digest.hexdigest() != req["h"]:
+                raise OSError(errno.EIO, "the bytes received differ from the bytes sent")
             os.fchmod(fd, req["x"])
             os.utime(fd, (req["m"], req["m"]))
         finally:
@@ -264,6 +280,7 @@ class SyncPlan:
     unchanged: tuple[str, ...] = ()
     record: Mapping[str, FileEntry] = field(default_factory=dict, repr=False)  # unchanged files, as recorded
     record_stale: bool = False  # the remote manifest file lacks hashes we now know
+    skipped: tuple[Skipped, ...] = ()  # local entries not sent (links out of the tree, FIFOs...)
 
     @property
     def bytes_to_send(self) -> int:
@@ -276,23 +293,32 @@ class SyncPlan:
         return not (self.uploads or self.deletes or self.cleanup)
 
     def describe(self) -> str:
-        """Human-readable plan, one line per action."""
+        """Human-readable plan, one line per action (and one per skipped entry, with the reason)."""
+        skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
         if self.up_to_date:
-            return f"{self.remote_root}: up to date ({len(self.unchanged)} files)"
+            return "\n".join(
+                [f"{self.remote_root}: up to date ({len(self.unchanged)} files{skipped})", *_skip_lines(self)]
+            )
         lines = [
             f"{self.remote_root}: {len(self.uploads)} to send ({_size(self.bytes_to_send)}), "
             f"{len(self.deletes)} to delete, {len(self.unchanged)} unchanged"
             + (f", {len(self.cleanup)} stale temp files to remove" if self.cleanup else "")
+            + skipped
         ]
         lines += [
             f"  {'+' if u.reason == 'new' else '~'} {u.path} ({u.reason}, {_size(u.size)})"
             for u in self.uploads
         ]
         lines += [f"  - {path}" for path in self.deletes]
+        lines += _skip_lines(self)
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.describe()
+
+
+def _skip_lines(plan: SyncPlan) -> list[str]:
+    return [f"  ! {s.path} (skipped: {s.reason})" for s in plan.skipped]
 
 
 def _size(n: int) -> str:
@@ -344,7 +370,8 @@ def plan(local: Manifest, remote: Manifest, *, delete: bool) -> SyncPlan:
     from (recorded in the remote manifest file) or, with no record, the host's mtime at second
     granularity (SFTP sets whole seconds). With ``delete``, remote files that a local source manages
     but that no longer exist locally are deleted: never a path outside the root, never anything under
-    ``.venv``, ``.mcp_sales_cache`` or ``.mcpctl``, never an ignored file.
+    ``.venv``, ``.mcp_sales_cache`` or ``.mcpctl``, never an ignored file, never a path the local walk
+    skipped (it exists locally: a link or FIFO there is left out, not gone).
 
     Raises:
         ValueError: The manifests have different roots or a local path is not a safe relative path.
@@ -372,10 +399,11 @@ def plan(local: Manifest, remote: Manifest, *, delete: bool) -> SyncPlan:
         record[path] = FileEntry(have.size, have.mtime_s * NS, sha, have.mode, None, origin or want.mtime_ns)
     deletes: tuple[str, ...] = ()
     if delete:
+        kept = local.files.keys() | {s.path for s in local.skipped}
         deletes = tuple(
             path
             for path in remote.files
-            if path not in local.files and is_safe_path(path) and not _protected(path) and local.manages(path)
+            if path not in kept and is_safe_path(path) and not _protected(path) and local.manages(path)
         )
     stale = any(e.sha256 is not None and remote.recorded.get(p) != e for p, e in record.items())
     return SyncPlan(
@@ -386,6 +414,7 @@ def plan(local: Manifest, remote: Manifest, *, delete: bool) -> SyncPlan:
         tuple(unchanged),
         record,
         stale,
+        local.skipped,
     )
 
 
@@ -403,6 +432,9 @@ class SyncProgress:
 
 
 ProgressCallback = Callable[[SyncProgress], None]
+# A test seam: called with (local path, bytes of it read so far) after each chunk of a file is read for
+# sending and before that chunk is sent, so a test can change the file mid-upload deterministically.
+ReadHook = Callable[[Path, int], None]
 
 
 @dataclass(frozen=True)
@@ -417,21 +449,68 @@ class SyncResult:
     seconds: float = 0.0
     # path -> what was sent: local mtime_ns and local_path, sha256 computed while reading
     written: Mapping[str, FileEntry] = field(default_factory=dict, repr=False)
+    # files that kept changing while they were read: not replaced on the host, not in its manifest
+    unsettled: tuple[Upload, ...] = ()
+
+
+class SourceChangedError(McpctlError):
+    """Local files changed while they were being sent: their old copies stay on the host.
+
+    Raised once everything else is done (sent, deleted, manifest written). ``paths`` are the local
+    files; ``report`` is the sync's report when :func:`sync` raised it (None from :func:`apply`).
+    """
+
+    def __init__(self, paths: Sequence[Path], report: SyncReport | None = None) -> None:
+        if len(paths) == 1:
+            message = (
+                f"{paths[0]} changed while it was being sent; nothing was replaced for it - run "
+                "`mcpctl sync` again when it is no longer being written."
+            )
+        else:
+            names = ", ".join(str(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+            message = (
+                f"{len(paths)} files changed while they were being sent ({names}); nothing was replaced "
+                "for them - run `mcpctl sync` again when they are no longer being written."
+            )
+        super().__init__(message)
+        self.paths = tuple(paths)
+        self.report = report
+
+
+class _Unsettled(Exception):
+    """What was read of a local file is not the file its plan describes: it changed meanwhile."""
+
+
+@dataclass
+class _Sent:
+    """What one upload job did: files written, and files left out because they kept changing."""
+
+    written: dict[str, FileEntry] = field(default_factory=dict)
+    unsettled: list[Upload] = field(default_factory=list)
 
 
 class _Tracker:
-    def __init__(self, plan: SyncPlan, callback: ProgressCallback | None) -> None:
+    """Progress of one apply, and the read hook (see :data:`ReadHook`) its uploads call."""
+
+    def __init__(
+        self, plan: SyncPlan, callback: ProgressCallback | None, after_read: ReadHook | None
+    ) -> None:
         self.bytes_total = plan.bytes_to_send
         self.files_total = len(plan.uploads)
         self.bytes_done = 0
         self.files_done = 0
         self.callback = callback
+        self.after_read = after_read
 
     def add(self, nbytes: int, files: int = 0) -> None:
         self.bytes_done += nbytes
         self.files_done += files
         if self.callback is not None:
             self.callback(SyncProgress(self.bytes_done, self.bytes_total, self.files_done, self.files_total))
+
+    def read(self, path: Path, nbytes: int) -> None:
+        if self.after_read is not None:
+            self.after_read(path, nbytes)
 
 
 _KEEP = "every file not yet replaced keeps its previous version"
@@ -606,12 +685,78 @@ async def remote_manifest(remote: Remote, remote_root: str, *, python: str = REM
         return await _list(helper, root)
 
 
-def _read_local(upload: Upload) -> tuple[bytes, os.stat_result]:
+def _as_planned(upload: Upload, st: os.stat_result) -> bool:
+    """Whether the local file still has the size and mtime it was planned with."""
+    return (st.st_size, st.st_mtime_ns) == (upload.size, upload.mtime_ns)
+
+
+def _read_as_planned(upload: Upload, after: os.stat_result, nbytes: int, sha256: str) -> bool:
+    """Whether a finished read got the planned file: every planned byte, no more, the size and mtime
+    unchanged after the last read, and the planned sha256 when the plan knows it.
+
+    mtime has the kernel clock's granularity (a few ms): a same-size rewrite within one tick of the
+    plan's stat changes neither size nor mtime, and only a planned sha256 catches it.
+    """
+    return (
+        nbytes == upload.size
+        and _as_planned(upload, after)
+        and (upload.sha256 is None or upload.sha256 == sha256)
+    )
+
+
+def _replanned(upload: Upload) -> Upload:
+    """Plan ``upload`` again from the local file as it is now (its content hash unknown)."""
     try:
-        with upload.local_path.open("rb") as handle:
-            return handle.read(), os.fstat(handle.fileno())
+        st = os.stat(upload.local_path)
     except OSError as exc:
         raise _local_error(upload, exc) from exc
+    return replace(upload, size=st.st_size, mtime_ns=st.st_mtime_ns, mode=file_mode(st), sha256=None)
+
+
+def _read_local(upload: Upload, tracker: _Tracker) -> tuple[bytes, os.stat_result, str]:
+    """Read a small file whole, in chunks, and check it against its plan: (data, stat, sha256).
+
+    Raises:
+        _Unsettled: The file is not the one planned (it changed before or while it was read).
+        McpctlError: It cannot be read.
+    """
+    chunks: list[bytes] = []
+    nbytes = 0
+    try:
+        with upload.local_path.open("rb") as handle:
+            st = os.fstat(handle.fileno())
+            if not _as_planned(upload, st):
+                raise _Unsettled(upload.path)
+            # At most one byte past the plan: enough to see that the file grew, bounded if it keeps on.
+            while nbytes <= upload.size and (
+                chunk := handle.read(min(STREAM_READ, upload.size + 1 - nbytes))
+            ):
+                chunks.append(chunk)
+                nbytes += len(chunk)
+                tracker.read(upload.local_path, nbytes)
+            after = os.fstat(handle.fileno())
+    except OSError as exc:
+        raise _local_error(upload, exc) from exc
+    data = b"".join(chunks)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if not _read_as_planned(upload, after, len(data), sha256):
+        raise _Unsettled(upload.path)
+    return data, st, sha256
+
+
+def _read_settled(upload: Upload, tracker: _Tracker) -> tuple[bytes, FileEntry] | None:
+    """Read a small file as planned or, if it changed, once more as it is now; None if it changed again."""
+    try:
+        data, st, sha256 = _read_local(upload, tracker)
+        return data, _sent(upload, st, len(data), sha256)
+    except _Unsettled:
+        pass
+    again = _replanned(upload)
+    try:
+        data, st, sha256 = _read_local(again, tracker)
+    except _Unsettled:
+        return None
+    return data, _sent(again, st, len(data), sha256)
 
 
 def _local_error(upload: Upload, exc: OSError) -> McpctlError:
@@ -624,17 +769,21 @@ def _sent(upload: Upload, st: os.stat_result, size: int, sha: str) -> FileEntry:
     return FileEntry(size, st.st_mtime_ns, sha, file_mode(st), upload.local_path, st.st_mtime_ns)
 
 
-async def _stream(
-    helper: _Helper, root: str, uploads: Sequence[Upload], tracker: _Tracker
-) -> dict[str, FileEntry]:
-    """Send small files to the helper in one stream: no round trip per file, one barrier at the end."""
-    sent: dict[str, FileEntry] = {}
+async def _stream(helper: _Helper, root: str, uploads: Sequence[Upload], tracker: _Tracker) -> _Sent:
+    """Send small files to the helper in one stream: no round trip per file, one barrier at the end.
+
+    Each file is read and checked whole before it is framed, so one that keeps changing is never sent.
+    """
+    sent = _Sent()
     buffer = bytearray()
     waiting = [0, 0]  # bytes and files in the buffer, reported once they are handed to SSH
     alive = True
     for upload in uploads:
-        data, st = _read_local(upload)
-        entry = _sent(upload, st, len(data), hashlib.sha256(data).hexdigest())
+        settled = _read_settled(upload, tracker)
+        if settled is None:
+            sent.unsettled.append(upload)
+            continue
+        data, entry = settled
         request = {
             "op": "file",
             "root": root,
@@ -642,9 +791,10 @@ async def _stream(
             "s": entry.size,
             "m": entry.mtime_s,
             "x": entry.mode,
+            "h": entry.sha256,
         }
         buffer += helper.frame(request, data)
-        sent[upload.path] = entry
+        sent.written[upload.path] = entry
         waiting = [waiting[0] + entry.size, waiting[1] + 1]
         if len(buffer) >= STREAM_CHUNK:
             alive = await helper.write(bytes(buffer))
@@ -656,9 +806,9 @@ async def _stream(
     if alive and await helper.write(bytes(buffer) + helper.frame({"op": "barrier"})):
         tracker.add(*waiting)
     count = await helper.reply(root)
-    if count != len(uploads):
+    if count != len(sent.written):
         raise RemoteError(
-            f"the sync helper on {helper.remote.target.address} wrote {count} of {len(uploads)} files; "
+            f"the sync helper on {helper.remote.target.address} wrote {count} of {len(sent.written)} files; "
             "sync again."
         )
     return sent
@@ -703,6 +853,11 @@ async def _sftp_put(
 
     sha256 runs in a worker thread fed in order and never waited for per block (hashlib releases the
     GIL), so the event loop, which encrypts everything sent on the connection, only reads and sends.
+    Before the rename, what was read must be the planned file and the temp file must hold every byte.
+
+    Raises:
+        _Unsettled: The local file is not the one planned (our temp file is removed).
+        RemoteError, ConnectError, McpctlError: As :func:`apply` says.
     """
     dst = posixpath.join(root, upload.path)
     tmp = posixpath.join(posixpath.dirname(dst), temp_name(posixpath.basename(dst), secrets.token_hex(6)))
@@ -715,20 +870,31 @@ async def _sftp_put(
     hasher = ThreadPoolExecutor(1, thread_name_prefix="mcpctl-sha256")
     with local:
         st = os.fstat(local.fileno())
+        if not _as_planned(upload, st):
+            raise _Unsettled(upload.path)  # changed since the plan: nothing sent yet
         pending: set[asyncio.Future[int]] = set()
         hashed: Future[None] | None = None
         offset = 0
         try:
             handle = await sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600), block_size=0)
             try:
-                while data := local.read(block):
+                # At most one byte past the plan: enough to see that the file grew, bounded if it keeps on.
+                while offset <= upload.size and (data := local.read(min(block, upload.size + 1 - offset))):
                     hashed = hasher.submit(digest.update, data)
                     pending.add(asyncio.ensure_future(handle.write(data, offset)))
                     offset += len(data)
+                    tracker.read(upload.local_path, offset)
                     while len(pending) >= SFTP_REQUESTS:
                         pending = await _settle(pending, tracker)
                 while pending:
                     pending = await _settle(pending, tracker)
+                after = os.fstat(local.fileno())
+                if hashed is not None:
+                    await asyncio.wrap_future(hashed)  # one worker: the last update done means all are
+                if not _read_as_planned(upload, after, offset, digest.hexdigest()):
+                    tracker.add(-offset)  # these bytes are thrown away
+                    raise _Unsettled(upload.path)
+                await _check_received(remote, root, handle, dst, offset)
                 mtime = st.st_mtime_ns // NS
                 await handle.setstat(asyncssh.SFTPAttrs(permissions=file_mode(st), atime=mtime, mtime=mtime))
             except BaseException:
@@ -739,8 +905,6 @@ async def _sftp_put(
                 raise
             await handle.close()  # a write error reported only at close must stop the rename
             await sftp.posix_rename(tmp, dst)
-            if hashed is not None:
-                await asyncio.wrap_future(hashed)  # one worker: the last update done means all are
         except BaseException as exc:
             if isinstance(exc, _CONNECTION_LOST) or (
                 isinstance(exc, asyncssh.Error) and remote.conn.is_closed()
@@ -758,9 +922,38 @@ async def _sftp_put(
     return _sent(upload, st, offset, digest.hexdigest())
 
 
+async def _check_received(
+    remote: Remote, root: str, handle: asyncssh.SFTPClientFile, dst: str, sent: int
+) -> None:
+    """Check on the host that the temp file holds every byte sent (OpenSSH's SFTP has no hash request).
+
+    Raises:
+        RemoteError: It holds another size.
+    """
+    received = (await handle.stat()).size
+    if received != sent:
+        raise _write_error(
+            remote, root, dst, errno.EIO, f"the temporary copy holds {received} of the {sent} bytes sent"
+        )
+
+
+async def _sftp_send(
+    remote: Remote, sftp: asyncssh.SFTPClient, root: str, upload: Upload, tracker: _Tracker, python: str
+) -> FileEntry | None:
+    """Upload a large file as planned or, if it changed, once more as it is now; None if it changed again."""
+    try:
+        return await _sftp_put(remote, sftp, root, upload, tracker, python)
+    except _Unsettled:
+        pass
+    try:
+        return await _sftp_put(remote, sftp, root, _replanned(upload), tracker, python)
+    except _Unsettled:
+        return None
+
+
 async def _sftp_session(
     remote: Remote, root: str, uploads: Sequence[Upload], tracker: _Tracker, python: str
-) -> dict[str, FileEntry]:
+) -> _Sent:
     """Upload large files one after another over an SFTP session of our own."""
     async with remote.channel():
         try:
@@ -773,18 +966,25 @@ async def _sftp_session(
         except (asyncssh.Error, OSError) as exc:
             raise _dropped(remote, exc) from exc
         try:
-            return {u.path: await _sftp_put(remote, sftp, root, u, tracker, python) for u in uploads}
+            sent = _Sent()
+            for upload in uploads:
+                entry = await _sftp_send(remote, sftp, root, upload, tracker, python)
+                if entry is None:
+                    sent.unsettled.append(upload)
+                else:
+                    sent.written[upload.path] = entry
+            return sent
         finally:
             sftp.exit()
             with contextlib.suppress(asyncssh.Error, OSError, asyncio.TimeoutError):
                 await asyncio.wait_for(sftp.wait_closed(), CLEANUP_TIMEOUT)
 
 
-async def _all(jobs: Sequence[Awaitable[dict[str, FileEntry]]]) -> dict[str, FileEntry]:
+async def _all(jobs: Sequence[Awaitable[_Sent]]) -> _Sent:
     """Run jobs concurrently; the first failure cancels the others (which clean up) and is raised."""
     tasks = [asyncio.ensure_future(job) for job in jobs]
     if not tasks:
-        return {}
+        return _Sent()
     try:
         _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     except BaseException:
@@ -800,9 +1000,10 @@ async def _all(jobs: Sequence[Awaitable[dict[str, FileEntry]]]) -> dict[str, Fil
     for error in errors:
         if error is not None:
             raise error
-    merged: dict[str, FileEntry] = {}
+    merged = _Sent()
     for task in tasks:
-        merged.update(task.result())
+        merged.written.update(task.result().written)
+        merged.unsettled += task.result().unsettled
     return merged
 
 
@@ -827,7 +1028,11 @@ def _sftp_path_ok(path: str) -> bool:
 
 
 async def _apply(
-    remote: Remote, helper: _Helper, plan: SyncPlan, progress: ProgressCallback | None
+    remote: Remote,
+    helper: _Helper,
+    plan: SyncPlan,
+    progress: ProgressCallback | None,
+    after_read: ReadHook | None = None,
 ) -> SyncResult:
     started = time.perf_counter()
     root = plan.remote_root
@@ -836,7 +1041,7 @@ async def _apply(
     if plan.uploads or plan.cleanup:
         dirs = sorted({posixpath.dirname(u.path) for u in plan.uploads})
         await helper.call(root, {"op": "prepare", "root": root, "dirs": dirs, "remove": list(plan.cleanup)})
-    tracker = _Tracker(plan, progress)
+    tracker = _Tracker(plan, progress, after_read)
     large = [u for u in plan.uploads if u.size > STREAM_MAX_FILE and _sftp_path_ok(u.path)]
     small = [u for u in plan.uploads if u not in large]
     jobs = [
@@ -845,7 +1050,9 @@ async def _apply(
     ]
     if small:
         jobs.append(_stream(helper, root, small, tracker))
-    written = await _all(jobs)
+    sent = await _all(jobs)
+    written = sent.written
+    # A file left out is not claimed: the host keeps its old copy, which the next sync compares anew.
     manifest = {
         p: [e.size, e.mtime_s, e.sha256, e.mode, e.origin_mtime_ns]
         for p, e in sorted({**plan.record, **written}.items())
@@ -866,25 +1073,34 @@ async def _apply(
         cleaned=len(plan.cleanup),
         seconds=time.perf_counter() - started,
         written=written,
+        unsettled=tuple(sent.unsettled),
     )
 
 
 async def apply(
-    remote: Remote, plan: SyncPlan, *, progress: ProgressCallback | None = None, python: str = REMOTE_PYTHON
+    remote: Remote,
+    plan: SyncPlan,
+    *,
+    progress: ProgressCallback | None = None,
+    python: str = REMOTE_PYTHON,
+    after_read: ReadHook | None = None,
 ) -> SyncResult:
     """Carry out ``plan``: send, delete, clean up, then record the new remote manifest.
 
     Small files go in one stream through the helper, large ones over up to :data:`SFTP_SESSIONS` SFTP
     sessions, all at once. Each file is replaced atomically; after a failure or cancellation every
-    file is in its old or its new version.
+    file is in its old or its new version. A file that changed while it was read is sent once more as
+    it is now; one that changed again keeps its old copy and fails the apply once the rest is done.
 
     Args:
         remote: The open connection.
         plan: What to do (from :func:`plan`).
         progress: Called as bytes and files are sent.
         python: The host's python3 (absolute path preferred: nothing depends on PATH then).
+        after_read: Test seam (see :data:`ReadHook`).
 
     Raises:
+        SourceChangedError: Local files kept changing while they were sent (everything else is done).
         RemoteError: A directory or file cannot be written (not writable, disk full) or python3 is
             missing on the host.
         ConnectError: The connection dropped.
@@ -893,7 +1109,10 @@ async def apply(
     if plan.up_to_date and not plan.record_stale:
         return SyncResult(plan.remote_root)
     async with _helper(remote, python) as helper:
-        return await _apply(remote, helper, plan, progress)
+        result = await _apply(remote, helper, plan, progress, after_read)
+    if result.unsettled:
+        raise SourceChangedError([u.local_path for u in result.unsettled])
+    return result
 
 
 # ------------------------------------------------------------------------------------------- sync
@@ -933,17 +1152,30 @@ class SyncReport:
         """Files deleted over all roots."""
         return sum(r.deleted for r in self.results)
 
+    @property
+    def skipped(self) -> tuple[Skipped, ...]:
+        """Local entries not sent (links out of the tree, FIFOs...), relative to their plan's root."""
+        return tuple(s for p in self.plans for s in p.skipped)
+
+    @property
+    def unsettled(self) -> tuple[Upload, ...]:
+        """Files not replaced because they kept changing while they were sent."""
+        return tuple(u for r in self.results for u in r.unsettled)
+
     def describe(self) -> str:
-        """One summary line (dry run: the plans)."""
+        """One summary line and a line per skipped entry (dry run: the plans)."""
         if self.dry_run:
             return "\n".join(p.describe() for p in self.plans)
         unchanged = sum(len(p.unchanged) for p in self.plans)
+        skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
         if self.up_to_date:
-            return f"up to date ({unchanged} files checked in {self.seconds:.2f} s)"
-        return (
-            f"sent {self.files_sent} files ({_size(self.bytes_sent)}), deleted {self.deleted}, "
-            f"{unchanged} unchanged, in {self.seconds:.2f} s"
-        )
+            summary = f"up to date ({unchanged} files checked in {self.seconds:.2f} s{skipped})"
+        else:
+            summary = (
+                f"sent {self.files_sent} files ({_size(self.bytes_sent)}), deleted {self.deleted}, "
+                f"{unchanged} unchanged{skipped}, in {self.seconds:.2f} s"
+            )
+        return "\n".join([summary, *(line for p in self.plans for line in _skip_lines(p))])
 
 
 def _groups(sources: Sequence[SyncSource]) -> list[list[SyncSource]]:
@@ -992,6 +1224,7 @@ async def sync(
     progress: ProgressCallback | None = None,
     cache: HashCache | None = None,
     python: str = REMOTE_PYTHON,
+    after_read: ReadHook | None = None,
 ) -> SyncReport:
     """Plan and (unless ``dry_run``) apply the sync of ``sources`` to the host, over one helper process.
 
@@ -1003,8 +1236,11 @@ async def sync(
         progress: Called with bytes and files done and total over the whole sync.
         cache: Local sha256 cache (default: the one in mcpctl's state directory).
         python: The host's python3 (absolute path preferred).
+        after_read: Test seam (see :data:`ReadHook`).
 
     Raises:
+        SourceChangedError: Local files kept changing while they were sent; everything else is done and
+            its ``report`` says what.
         RemoteError, ConnectError, McpctlError: See :func:`apply` and :func:`remote_manifest`.
         ProfileError: The default hash cache's directory cannot be created.
     """
@@ -1030,7 +1266,7 @@ async def sync(
                     0, sum(p.bytes_to_send for p in plans), 0, sum(len(p.uploads) for p in plans)
                 )
                 for each in plans:
-                    results.append(await _apply(remote, helper, each, _offset(progress, total)))
+                    results.append(await _apply(remote, helper, each, _offset(progress, total), after_read))
                     for entry in results[-1].written.values():
                         if entry.local_path is not None and entry.sha256 is not None:
                             cache.put(entry.local_path, entry.size, entry.mtime_ns, entry.sha256)
@@ -1045,7 +1281,10 @@ async def sync(
         if not walking.cancelled():
             walking.exception()
         cache.save()
-    return SyncReport(tuple(plans), tuple(results), dry_run, time.perf_counter() - started)
+    report = SyncReport(tuple(plans), tuple(results), dry_run, time.perf_counter() - started)
+    if report.unsettled:
+        raise SourceChangedError([u.local_path for u in report.unsettled], report)
+    return report
 
 
 def _offset(progress: ProgressCallback | None, base: SyncProgress) -> ProgressCallback | None:
@@ -1071,6 +1310,9 @@ __all__ = [
     "HashCache",
     "Manifest",
     "ProgressCallback",
+    "ReadHook",
+    "Skipped",
+    "SourceChangedError",
     "SyncPlan",
     "SyncProgress",
     "SyncReport",

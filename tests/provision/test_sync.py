@@ -8,9 +8,12 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +25,19 @@ from provision.errors import ConnectError, McpctlError, RemoteError
 from provision.manifest import (
     MANIFEST_PATH,
     NS,
+    SKIP_DANGLING,
+    SKIP_DEVICE,
+    SKIP_DIRECTORY_LINK,
+    SKIP_FIFO,
+    SKIP_IGNORED_TARGET,
+    SKIP_OUTSIDE,
+    SKIP_SOCKET,
+    SKIP_SPECIAL_TARGET,
     FileEntry,
     HashCache,
     Manifest,
     Scope,
+    Skipped,
     SyncSource,
     literal_pattern,
     local_manifest,
@@ -36,6 +48,8 @@ from provision.manifest import (
 )
 from provision.sync import (
     STREAM_MAX_FILE,
+    STREAM_READ,
+    SourceChangedError,
     SyncPlan,
     SyncProgress,
     Upload,
@@ -698,3 +712,273 @@ async def test_project_sync_places_code_and_data_and_deletes_dropped_data(
     }
     assert (remote_root / "data" / "sales.csv").read_bytes() == sales.read_bytes()
     assert again.deleted == 1 and again.files_sent == 0
+
+
+# ------------------------------------------------------------------ files that change while they upload
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def recorded(remote_root: Path) -> dict[str, list[Any]]:
+    """The host's manifest file: path -> [size, mtime_s, sha256, mode, origin_mtime_ns]."""
+    files: dict[str, list[Any]] = json.loads((remote_root / MANIFEST_PATH).read_text())["files"]
+    return files
+
+
+class Saboteur:
+    """A read hook that changes ``target`` right after a chunk of it is read for sending.
+
+    ``rewrite``: new random content one byte longer; ``truncate``: cut to a third; ``disguise``: new
+    random content of the same size with the mtime put back (only a content hash can tell). ``times``
+    bounds the number of changes (None: after every chunk read, so a retry is changed too).
+    """
+
+    def __init__(self, target: Path, how: str, times: int | None) -> None:
+        self.target, self.how, self.times = target, how, times
+        self.changes: list[int] = []  # bytes read when each change was made
+
+    def __call__(self, path: Path, nbytes: int) -> None:
+        if path != self.target or (self.times is not None and len(self.changes) >= self.times):
+            return
+        st = self.target.stat()
+        if self.how == "rewrite":
+            self.target.write_bytes(os.urandom(st.st_size + 1))
+        elif self.how == "truncate":
+            os.truncate(self.target, st.st_size // 3)
+        else:
+            self.target.write_bytes(os.urandom(st.st_size))
+            os.utime(self.target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        self.changes.append(nbytes)
+
+
+def victim_of(local: Path, path: str) -> tuple[Path, int]:
+    """The file a test changes mid-upload: large (SFTP) or small but several read chunks (stream)."""
+    if path == "sftp":
+        return local / "data" / "big.bin", BIG
+    return local / "data" / "small.bin", STREAM_READ * 3 + 100
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["sftp", "stream"])
+@pytest.mark.parametrize("how", ["rewrite", "truncate"])
+async def test_a_file_that_keeps_changing_while_it_uploads_fails_loudly_and_keeps_its_old_copy(
+    sshd: Any, tmp_path: Path, local: Path, cache: HashCache, path: str, how: str
+) -> None:
+    remote_root = tmp_path / "remote"
+    source = SyncSource(local, str(remote_root))
+    victim, size = victim_of(local, path)
+    rel = victim.relative_to(local).as_posix()
+    write(victim, os.urandom(size))
+    with anyio.fail_after(TIMEOUT):
+        await do_sync(sshd, source, cache)
+        old = tree(remote_root)
+        write(victim, os.urandom(size))  # the new version, changed again while it is sent
+        write(local / "pkg" / "a.py", "print('new a')\n")  # other files get through
+        other = write(local / "data" / "other.bin", os.urandom(BIG))
+        saboteur = Saboteur(victim, how, times=None)
+        with pytest.raises(SourceChangedError) as caught:
+            await do_sync(sshd, source, cache, after_read=saboteur)
+    assert str(caught.value) == (
+        f"{victim} changed while it was being sent; nothing was replaced for it - run `mcpctl sync` "
+        "again when it is no longer being written."
+    )
+    assert caught.value.paths == (victim,) and caught.value.exit_code != 0
+    assert len(saboteur.changes) >= 2  # the first try and the retry were both changed under the reader
+    after = tree(remote_root)
+    assert after[rel] == old[rel]  # the old copy, byte for byte
+    assert after["pkg/a.py"] == b"print('new a')\n" and after["data/other.bin"] == other.read_bytes()
+    assert temps_under(remote_root) == []
+    files = recorded(remote_root)
+    assert rel not in files  # the manifest does not claim the file it could not send
+    assert files["pkg/a.py"][2] == sha(b"print('new a')\n")
+    assert files["data/other.bin"][2] == sha(other.read_bytes())
+    report = caught.value.report
+    assert report is not None and report.files_sent == 2 and [u.path for u in report.unsettled] == [rel]
+    with anyio.fail_after(TIMEOUT):
+        again = await do_sync(sshd, source, cache)  # left alone now: it goes through
+    assert again.files_sent == 1 and tree(remote_root) == tree(local)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["sftp", "stream"])
+@pytest.mark.parametrize("how", ["rewrite", "truncate", "disguise"])
+async def test_a_file_changed_once_while_it_uploads_is_sent_again_as_it_is_now(
+    sshd: Any, tmp_path: Path, local: Path, cache: HashCache, path: str, how: str
+) -> None:
+    remote_root = tmp_path / "remote"
+    source = SyncSource(local, str(remote_root))
+    victim, size = victim_of(local, path)
+    rel = victim.relative_to(local).as_posix()
+    write(victim, os.urandom(size))
+    with anyio.fail_after(TIMEOUT):
+        await do_sync(sshd, source, cache)
+        # Same size, new mtime: the plan hashes it ("content"), so a disguised change is caught too.
+        write(victim, os.urandom(size))
+        saboteur = Saboteur(victim, how, times=1)
+        report = await do_sync(sshd, source, cache, after_read=saboteur)
+        again = await do_sync(sshd, source, cache)
+    assert [u.reason for p in report.plans for u in p.uploads] == ["content"]
+    assert len(saboteur.changes) == 1 and saboteur.changes[0] < size  # changed after the first chunk
+    final = victim.read_bytes()
+    assert tree(remote_root)[rel] == final  # the new content, whole
+    assert report.files_sent == 1 and report.bytes_sent == len(final) and report.unsettled == ()
+    assert recorded(remote_root)[rel][0] == len(final) and recorded(remote_root)[rel][2] == sha(final)
+    assert temps_under(remote_root) == []
+    assert again.up_to_date
+
+
+@pytest.mark.anyio
+async def test_the_host_helper_refuses_bytes_that_do_not_hash_to_what_was_sent(
+    sshd: Any, tmp_path: Path
+) -> None:
+    from provision.sync import _helper  # the host side of the stream, driven directly
+
+    remote_root = tmp_path / "remote"
+    write(remote_root / "keep.txt", "old")
+    root = str(remote_root)
+
+    def file_request(name: str, data: bytes, claimed: bytes) -> dict[str, Any]:
+        return {"op": "file", "root": root, "p": name, "s": len(data), "m": 0, "x": 0o644, "h": sha(claimed)}
+
+    with anyio.fail_after(TIMEOUT):
+        async with remote_mod.connect(sshd.target()) as remote, _helper(remote, "python3") as helper:
+            good = helper.frame(file_request("fresh.txt", b"new", b"new"), b"new")
+            assert await helper.write(good + helper.frame({"op": "barrier"}))
+            assert await helper.reply(root) == 1
+            bad = helper.frame(file_request("keep.txt", b"abd", b"abc"), b"abd")
+            assert await helper.write(bad + helper.frame({"op": "barrier"}))
+            with pytest.raises(
+                RemoteError, match=r"keep\.txt .*the bytes received differ from the bytes sent"
+            ):
+                await helper.reply(root)
+    assert (remote_root / "fresh.txt").read_bytes() == b"new"
+    assert (remote_root / "keep.txt").read_bytes() == b"old"
+    assert temps_under(remote_root) == []
+
+
+# ------------------------------------------------------------------------ links and special files
+
+
+@pytest.fixture
+def zoo(tmp_path: Path) -> Path:
+    """A tree holding every kind of entry a walk can meet, and a secret just outside it."""
+    root = tmp_path / "project"
+    write(root / "pkg" / "mod.py", "mod")
+    write(root / "secret.env", "TOKEN=1")
+    write(root / ".mcpignore", "*.env\n")
+    write(tmp_path / "secret", "outside")
+    links = {
+        "passwd": "/etc/passwd",
+        "pkg/secret": "../../secret",  # leaves the tree through ..
+        "pkg/alias.py": "mod.py",  # stays inside: followed
+        "pkg/config.txt": "../secret.env",  # inside, but to an ignored file
+        "ignored.env": "/etc/passwd",  # ignored itself: neither sent nor listed
+        "pkg_link": "pkg",
+        "dangling": "nowhere",
+        "null": "/dev/null",
+    }
+    for name, target in links.items():
+        os.symlink(target, root / name)
+    os.mkfifo(root / "fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "sock"))
+    if os.geteuid() == 0:
+        os.mknod(root / "dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # as /dev/null
+    return root
+
+
+def passwd_bytes() -> bytes:
+    return Path("/etc/passwd").read_bytes()
+
+
+def zoo_skips() -> set[Skipped]:
+    skips = {
+        Skipped("passwd", SKIP_OUTSIDE),
+        Skipped("pkg/secret", SKIP_OUTSIDE),
+        Skipped("pkg/config.txt", SKIP_IGNORED_TARGET),
+        Skipped("pkg_link", SKIP_DIRECTORY_LINK),
+        Skipped("dangling", SKIP_DANGLING),
+        Skipped("null", SKIP_SPECIAL_TARGET),
+        Skipped("fifo", SKIP_FIFO),
+        Skipped("sock", SKIP_SOCKET),
+    }
+    return skips | ({Skipped("dev", SKIP_DEVICE)} if os.geteuid() == 0 else set())
+
+
+def test_local_manifest_follows_links_inside_the_tree_and_lists_what_it_skips(zoo: Path) -> None:
+    manifest = local_manifest(SyncSource(zoo, "/srv/app"))
+    assert set(manifest.files) == {".mcpignore", "pkg/mod.py", "pkg/alias.py"}
+    assert manifest.files["pkg/alias.py"].sha256 == sha(b"mod")
+    assert set(manifest.skipped) == zoo_skips()
+    assert [s.path for s in manifest.skipped] == sorted(s.path for s in manifest.skipped)
+
+    followed = local_manifest(SyncSource(zoo, "/srv/app", follow_links=True))
+    assert set(followed.files) == {".mcpignore", "pkg/mod.py", "pkg/alias.py", "passwd", "pkg/secret"}
+    assert followed.files["pkg/secret"].sha256 == sha(b"outside")
+    assert followed.files["passwd"].sha256 == sha(passwd_bytes())
+    assert set(followed.skipped) == zoo_skips() - {
+        Skipped("passwd", SKIP_OUTSIDE),
+        Skipped("pkg/secret", SKIP_OUTSIDE),
+    }
+
+
+def test_a_data_file_that_is_a_link_is_followed_wherever_it_leads(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    for rel in ["pyproject.toml", "mcp_sales/server.py"]:
+        write(project / rel, rel)
+    real = write(tmp_path / "exports" / "2024" / "sales.csv", "a,b\n1,2\n")
+    named = tmp_path / "mine" / "sales.csv"
+    named.parent.mkdir()
+    os.symlink(real, named)
+    fifo = tmp_path / "mine" / "pipe.csv"
+    os.mkfifo(fifo)
+    manifest = merge([local_manifest(s) for s in project_sources(project, [named], "/srv/app")])
+    assert manifest.files["data/sales.csv"].sha256 == sha(b"a,b\n1,2\n") and manifest.skipped == ()
+    with pytest.raises(McpctlError, match=r"pipe\.csv is neither a regular file nor a directory"):
+        project_sources(project, [fifo], "/srv/app")
+
+
+def test_plan_never_deletes_a_skipped_path_and_describes_the_skips() -> None:
+    local = replace(
+        local_of({"a.py": entry()}), skipped=(Skipped("passwd", SKIP_OUTSIDE), Skipped("fifo", SKIP_FIFO))
+    )
+    remote = remote_of({"a.py": entry(), "passwd": entry(), "gone.py": entry()})
+    result = plan(local, remote, delete=True)
+    assert result.deletes == ("gone.py",)  # passwd still exists locally, as a link that is not sent
+    assert result.skipped == local.skipped
+    assert result.describe().splitlines()[-2:] == [
+        f"  ! passwd (skipped: {SKIP_OUTSIDE})",
+        f"  ! fifo (skipped: {SKIP_FIFO})",
+    ]
+    quiet = plan(replace(local, files={}), remote_of({}), delete=False)
+    assert quiet.describe() == "\n".join(
+        [
+            f"{ROOT}: up to date (0 files, 2 skipped)",
+            f"  ! passwd (skipped: {SKIP_OUTSIDE})",
+            f"  ! fifo (skipped: {SKIP_FIFO})",
+        ]
+    )
+
+
+@pytest.mark.anyio
+async def test_sync_skips_links_out_of_the_tree_and_special_files_and_says_so(
+    sshd: Any, tmp_path: Path, zoo: Path, cache: HashCache
+) -> None:
+    remote_root = tmp_path / "remote"
+    source = SyncSource(zoo, str(remote_root))
+    passwd = passwd_bytes()
+    with anyio.fail_after(TIMEOUT):
+        dry = await do_sync(sshd, source, cache, dry_run=True)
+        report = await do_sync(sshd, source, cache)
+        sent = tree(remote_root)
+        followed = await do_sync(sshd, replace(source, follow_links=True), cache)
+    for shown in (dry.describe(), report.describe()):
+        for skip in zoo_skips():
+            assert f"  ! {skip.path} (skipped: {skip.reason})" in shown.splitlines()
+    assert f", {len(zoo_skips())} skipped" in report.describe().splitlines()[0]
+    assert sent == {".mcpignore": b"*.env\n", "pkg/mod.py": b"mod", "pkg/alias.py": b"mod"}
+    assert not (remote_root / "pkg" / "alias.py").is_symlink()
+    assert followed.files_sent == 2
+    assert tree(remote_root) == {**sent, "passwd": passwd, "pkg/secret": b"outside"}
