@@ -293,13 +293,20 @@ def _check_stan() -> str:
 
 def _check_data(config: ServerConfig, warnings: list[str]) -> str:
     """The data summary line; what the conversion left out or took as given goes to ``warnings``."""
+    from mcp_sales.models import GRAIN_ADJECTIVE
     from mcp_sales.server import open_store
 
     data = open_store(config).current()
     warnings.extend(data.numbers.notes())
+    dates = ""
+    if data.dates is not None:
+        dates = f", {data.dates.describe()}"
+        if (hint := data.dates.override_hint()) is not None:
+            warnings.append(hint)
     return (
         f"{data.source.name}: {data.rows:,} rows, {len(data.operations)} operations, "
-        f"{data.first_period}..{data.last_period} ({data.grain}ly), version {data.version}"
+        f"{data.first_period}..{data.last_period} ({GRAIN_ADJECTIVE[data.grain]}){dates}, "
+        f"version {data.version}"
     )
 
 

@@ -384,6 +384,7 @@ def list_products(data: SalesData, operation: str | None = None) -> ProductsResu
 def summarize(data: SalesData) -> DatasetSummary:
     """What the data is: size, coverage, columns, mapping and totals."""
     products, units, revenue = _catalog(data).totals
+    dates = data.dates
     return DatasetSummary(
         source=data.source.name,
         rows=data.rows,
@@ -392,6 +393,11 @@ def summarize(data: SalesData) -> DatasetSummary:
         first_period=data.first_period,
         last_period=data.last_period,
         grain=data.grain,
+        date_format=dates.format if dates else None,
+        date_format_source=dates.source if dates else None,
+        date_order=dates.order if dates else None,
+        date_order_assumed=dates.order_assumed if dates else False,
+        date_note=dates.override_hint() if dates else None,
         columns=list(data.columns),
         mapping=data.mapping.as_dict(),
         units_total=units,

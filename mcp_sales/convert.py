@@ -25,7 +25,15 @@ from mcp_sales.data import LAYOUT
 from mcp_sales.errors import DataError
 from mcp_sales.mapping import ColumnMapping, resolve_columns
 from mcp_sales.models import NumberChecks, RowsNoted
-from mcp_sales.normalize import DATE_MARK, MARK, detect_date_formats, is_temporal, normalized_select
+from mcp_sales.normalize import (
+    DATE_MARK,
+    MARK,
+    DateReading,
+    has_no_day,
+    is_temporal,
+    normalized_select,
+    read_date_column,
+)
 from mcp_sales.sources import detect_encoding, first_bad_line, read_csv_sql, sniff_kind, utf8_copy
 from mcp_sales.sql import lit, one
 
@@ -114,24 +122,21 @@ def _convert(source: Path, mapping: ColumnMapping, work: Path) -> dict[str, Any]
         columns = tuple(relation.columns)
         types = {name: str(type_).upper() for name, type_ in zip(columns, relation.types, strict=True)}
         effective = resolve_columns(mapping, columns, source.name)
-        formats: list[str | None] = [None]
-        if effective.date is not None and not is_temporal(types[effective.date]):
-            formats = (
-                [effective.date_format] if effective.date_format else detect_date_formats(con, src, effective)
-            )
-        for attempt, date_format in enumerate(formats):
-            select = normalized_select(src, effective, types, date_format)
-            stage = lit(str(work / "stage.parquet"))
-            try:
-                # lz4: the stage file is read once, right away; writing speed matters more than its size.
-                con.execute(f"COPY ({select}) TO {stage} (FORMAT parquet, COMPRESSION lz4_raw)")
-                break
-            except duckdb.Error as exc:
-                if DATE_MARK in str(exc) and attempt + 1 < len(formats):
-                    continue  # an ambiguous sample (all days <= 12): try the next format that fit it
-                raise
+        dates: DateReading | None = None
+        if effective.date is not None:
+            # The whole column decides the format up front, so a late value cannot change it midway.
+            temporal = is_temporal(types[effective.date])
+            dates = DateReading(None, "typed") if temporal else read_date_column(con, src, effective)
+        date_format = dates.format if dates is not None else None
+        select = normalized_select(src, effective, types, date_format)
+        stage = lit(str(work / "stage.parquet"))
+        # lz4: the stage file is read once, right away; writing speed matters more than its size.
+        con.execute(f"COPY ({select}) TO {stage} (FORMAT parquet, COMPRESSION lz4_raw)")
         effective = dataclasses.replace(effective, date_format=date_format, encoding=encoding)
-        return _finish(con, work, source, effective, columns, select)
+        return {
+            **_finish(con, work, source, effective, columns, select),
+            "dates": dates.as_meta() if dates is not None else None,
+        }
     except duckdb.Error as exc:
         if encoding == "utf-8" and mapping.encoding is None and "unicode" in str(exc).lower():
             # Non-UTF-8 bytes past the sampled part of the file: read it as cp1252 after all.
@@ -213,7 +218,7 @@ def _finish(
     return {
         "layout": LAYOUT,
         "mapping": dataclasses.asdict(mapping),
-        "grain": "day" if mapping.date is not None else "month",
+        "grain": "month" if mapping.date is None or has_no_day(mapping.date_format) else "day",
         "rows": int(total),
         "dropped_rows": int(dropped),
         "numbers": numbers.model_dump(mode="json"),

@@ -38,6 +38,7 @@ from mcp_sales.cache import (
 from mcp_sales.errors import DataError
 from mcp_sales.mapping import MAPPING_FILES, ColumnMapping, load_mapping
 from mcp_sales.models import NumberChecks
+from mcp_sales.normalize import DateReading
 from mcp_sales.sql import lit
 
 if TYPE_CHECKING:
@@ -46,7 +47,9 @@ if TYPE_CHECKING:
 # Part of every version id, and recorded in its metadata: bump it when the normalized layout or the
 # metadata changes, so versions written by an older release are rebuilt, not reused.
 # 3: rows with a non-finite units or revenue are left out and counted (meta "numbers").
-LAYOUT = "3"
+# 4: the date format is detected from every distinct value: two-digit years read as %y, years outside
+#    1900-2100 refused, day/month order decided by the values (meta "dates").
+LAYOUT = "4"
 QUERY_MEMORY_LIMIT = "512MB"
 # The pre-aggregate is held in memory when at most this many rows (day-grain data can be larger).
 AGG_IN_MEMORY_MAX_ROWS = 2_000_000
@@ -76,6 +79,8 @@ class SalesData:
             revenue value that is not a finite number.
         numbers: Rows with a non-finite units or revenue (left out) or negative units (kept), with the
             first data row of each.
+        dates: How the date column was read (format, detected or configured, day/month order and
+            whether it was assumed); None for year + month columns.
     """
 
     source: Path
@@ -91,6 +96,7 @@ class SalesData:
     has_revenue: bool
     dropped_rows: int
     numbers: NumberChecks
+    dates: DateReading | None
     _db: _VersionDB = field(repr=False, compare=False)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -339,5 +345,6 @@ def _open_version(directory: Path, source: Path, version: str) -> SalesData | No
         has_revenue=meta["has_revenue"],
         dropped_rows=meta["dropped_rows"],
         numbers=numbers,
+        dates=DateReading.from_meta(meta.get("dates")),
         _db=_VersionDB(directory, meta["agg_rows"], meta_stamp),
     )

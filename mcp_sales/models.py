@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Metric = Literal["units", "revenue"]
 Grain = Literal["month", "quarter", "year"]
+# How the data's grain is printed.
+GRAIN_ADJECTIVE = {"day": "daily", "month": "monthly"}
 
 
 class _Result(BaseModel):
@@ -123,6 +125,27 @@ class DatasetSummary(_Result):
     first_period: dt.date
     last_period: dt.date
     grain: Literal["month", "day"] = Field(description="Finest time resolution of the data.")
+    date_format: str | None = Field(
+        None,
+        description="strptime format the date column is read with; None for year + month columns or a "
+        "DATE/TIMESTAMP column.",
+    )
+    date_format_source: Literal["detected", "configured", "typed"] | None = Field(
+        None,
+        description="How the date format was chosen: detected from every value, configured (date_format "
+        "in mcp_sales.toml or --date-format), or typed (the column already holds dates).",
+    )
+    date_order: Literal["day-first", "month-first"] | None = Field(
+        None, description="Day/month order of a numeric date format (such as 03/01/19); None otherwise."
+    )
+    date_order_assumed: bool = Field(
+        False,
+        description="True when every date reads both day-first and month-first, so date_order is a "
+        "convention, not a finding; date_note says how to override it.",
+    )
+    date_note: str | None = Field(
+        None, description="When date_order was assumed: which order, and how to configure the other one."
+    )
     columns: list[str] = Field(description="Columns of the source file.")
     mapping: dict[str, str] = Field(description="Source column used for each field.")
     units_total: float

@@ -41,6 +41,7 @@ from pydantic import BaseModel, Field, ValidationError
 from mcp_sales import __version__, forecast
 from mcp_sales.errors import SalesError, echo
 from mcp_sales.models import (
+    GRAIN_ADJECTIVE,
     DatasetSummary,
     ForecastResult,
     Grain,
@@ -281,11 +282,25 @@ def render_summary(r: DatasetSummary) -> str:
     notes = "".join(f"\nNote: {note}." for note in r.numbers.notes())
     return (
         f"{r.source}: {r.rows:,} rows, {r.operations} operations, {r.products} products, "
-        f"{r.first_period} to {r.last_period} ({r.grain}ly data); {_num(r.units_total)} units{revenue}.\n"
+        f"{r.first_period} to {r.last_period} ({GRAIN_ADJECTIVE[r.grain]} data); "
+        f"{_num(r.units_total)} units{revenue}.\n"
         f"Columns: {', '.join(r.columns)}. Mapping: "
         + ", ".join(f"{k}={v}" for k, v in r.mapping.items())
+        + _render_dates(r)
         + notes
     )
+
+
+def _render_dates(r: DatasetSummary) -> str:
+    """How the date column was read; empty for year + month columns."""
+    if r.date_format_source is None:
+        return ""
+    if r.date_format is None:
+        return "\nDates: a DATE/TIMESTAMP column."
+    how = "detected from every value" if r.date_format_source == "detected" else "set by date_format"
+    order = f", {r.date_order}" if r.date_order else ""
+    note = f"; {r.date_note}" if r.date_note else ""
+    return f"\nDates: read as {r.date_format!r} ({how}{order}){note}."
 
 
 def render_over_time(r: SalesOverTimeResult) -> str:

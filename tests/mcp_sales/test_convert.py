@@ -89,16 +89,6 @@ def test_day_first_dates_and_currency_numbers(tmp_path: Path) -> None:
     ]
 
 
-def test_ambiguous_sample_falls_back_to_the_next_date_format(tmp_path: Path) -> None:
-    # The first 50,000 dates all have day <= 12, so month-first fits the sample; a later one does not.
-    rows = [f"X,P,1,{(i % 12) + 1:02d}/{(i % 7) + 1:02d}/2004" for i in range(50_000)]
-    path = write_csv(tmp_path / "late.csv", "OP,PID,UNITS,DATE", [*rows, "X,P,1,25/01/2004"])
-    mapping = ColumnMapping(operation="OP", product_id="PID", units="UNITS", revenue=None, date="DATE")
-    data = SalesStore(path, mapping).current()
-    assert data.mapping.date_format == "%d/%m/%Y"
-    assert data.last_period == dt.date(2004, 7, 12)  # read day-first: 12/07/2004
-
-
 def test_encodings(tmp_path: Path) -> None:
     header = "OPERATION_NAME,PRODUCT_ID,PRODUCT_NAME,UNITS_SOLD,CALENDAR_YEAR,CALENDAR_MONTH,REVENUE"
     rows = ["Zürich,P1,Crème brûlée,2,2020,1,3.5", "Montréal,P2,Café €,1,2020,2,1.25"]
