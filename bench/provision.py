@@ -43,15 +43,16 @@ from rich.console import Console
 from rich.table import Table
 
 from bench._sshd import bench_user, running_sshd, ssh_command
-from provision import provisioner, sandbox
-from provision.manifest import local_manifest, project_sources
+from provision.host import provisioner
+from provision.host.provisioner import ProvisionResult
 from provision.profiles import known_hosts_path
-from provision.provisioner import ProvisionResult
+from provision.ssh import sandbox
+from provision.sync.manifest import local_manifest, project_sources
 
 GOAL_S = 2.0
 REPO = Path(__file__).resolve().parent.parent
 # `mcpctl` as its console script runs it, but from the current directory's checkout.
-MCPCTL = [sys.executable, "-c", "from provision.cli import app; app(prog_name='mcpctl')"]
+MCPCTL = [sys.executable, "-c", "from provision.cli.app import app; app(prog_name='mcpctl')"]
 RUN_TIMEOUT = 1800.0  # seconds for one provision (a first install on a cold cache downloads every wheel)
 
 

@@ -38,10 +38,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench._sshd import LocalSshd, bench_user, running_sshd
-from provision import remote as remote_module
-from provision.manifest import HashCache, SyncSource
-from provision.remote import Target, connect
-from provision.sync import sync
+from provision.ssh import remote as remote_module
+from provision.ssh.remote import Target, connect
+from provision.sync.manifest import HashCache, SyncSource
+from provision.sync.upload import sync
 
 _CIPHERS: set[str] = set()  # what the default runs negotiated, for the table title
 

@@ -34,8 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MCPCTL_HOME", str(ROOT / ".demo"))
 
     from examples import mcp_client_ssh
-    from provision import provisioner, sandbox
     from provision.errors import McpctlError
+    from provision.host import provisioner
+    from provision.ssh import sandbox
 
     err = Console(stderr=True, highlight=False)
     err.rule("[bold]1-2. sandbox host + provision[/bold]")

@@ -34,7 +34,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
-    from provision.remote import Target
+    from provision.ssh.remote import Target
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 NAME_RULE = "must be 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
@@ -314,7 +314,7 @@ class Profile(BaseModel):
         return self._target()
 
     def _target(self) -> Target:
-        from provision.remote import Target  # lazy: asyncssh is not needed to read a profile
+        from provision.ssh.remote import Target  # lazy: asyncssh is not needed to read a profile
 
         if self.host is None:
             raise ProfileError(
@@ -353,7 +353,7 @@ def follow_sandbox(profile: Profile) -> Profile:
     ``mcpctl sandbox up`` goes back to its last port when it is free and takes another one when it is
     not; its profiles follow it here, wherever one becomes an SSH target (connect, doctor, sync,
     provision, client entries). The profile's pin moves to the new ``[127.0.0.1]:PORT`` (the same key:
-    no new trust; see :func:`provision.remote.move_pin`) and its saved port is updated. A stopped
+    no new trust; see :func:`provision.ssh.remote.move_pin`) and its saved port is updated. A stopped
     sandbox leaves the profile as it is: ``mcpctl connect`` starts it, ``mcpctl doctor`` says so.
 
     Raises:
@@ -362,8 +362,8 @@ def follow_sandbox(profile: Profile) -> Profile:
     """
     if profile.kind != "sandbox" or profile.host not in SANDBOX_HOSTS:
         return profile
-    from provision import sandbox  # lazy: the sandbox module imports this one
-    from provision.remote import move_pin
+    from provision.ssh import sandbox  # lazy: the sandbox module imports this one
+    from provision.ssh.remote import move_pin
 
     running = sandbox.status()
     if running is None:

@@ -10,7 +10,7 @@ The flow, each step idempotent so a re-run converges and says "up to date":
 3. the host key **we generated** (or, for an instance found again, the one its user-data records) is
    pinned under the alias: the first connection is verified, never trusted on first use;
 4. ``cloud-init status --wait`` over SSH, so the packages the bootstrap needs are there;
-5. the same bootstrap as ``--host`` (:func:`provision.provisioner.bootstrap_profile`).
+5. the same bootstrap as ``--host`` (:func:`provision.host.provisioner.bootstrap_profile`).
 
 Power and teardown of ec2 profiles (``status``, ``stop``, ``start``, ``destroy``, and the
 :func:`ensure_running` that ``mcpctl connect`` calls) are in :mod:`provision.ec2.lifecycle`.
@@ -44,8 +44,8 @@ from provision.profiles import Ec2Settings, Profile, keys_dir, known_hosts_path,
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from provision.provisioner import ProvisionResult
-    from provision.remote import RunResult
+    from provision.host.provisioner import ProvisionResult
+    from provision.ssh.remote import RunResult
 
 #: Absolute path (nothing depends on the remote PATH): blocks until cloud-init has finished.
 CLOUD_INIT_WAIT = ("/usr/bin/cloud-init", "status", "--wait")
@@ -222,7 +222,7 @@ async def provision_ec2(
         HostKeyError: the host presents another key than the one we installed (never accepted).
         ConnectError, RemoteError: SSH, cloud-init or the bootstrap failed.
     """
-    from provision.provisioner import ProvisionResult, bootstrap_profile
+    from provision.host.provisioner import ProvisionResult, bootstrap_profile
 
     report = on_phase or silent
     existing = existing_ec2_profile(name)
@@ -287,7 +287,7 @@ def _profile_for(
     columns: Mapping[str, str],
 ) -> Profile:
     """The ec2 profile describing ``launched``: where to log in, and what AWS holds for it."""
-    from provision.provisioner import merged_profile
+    from provision.host.provisioner import merged_profile
 
     saved = existing.ec2 if existing is not None and existing.ec2 is not None else None
     created = _created(launched)
@@ -349,7 +349,7 @@ def pin_launch_key(profile: Profile, launched: Ec2Launch) -> str | None:
         HostKeyError: the key cannot be recovered (user-data cleared) and nothing is pinned yet.
         ProfileError: the known_hosts file cannot be read or written.
     """
-    from provision.remote import parse_host_key, pin_host_key
+    from provision.ssh.remote import parse_host_key, pin_host_key
 
     path = known_hosts_path(profile.name)
     alias = launched.host_key_alias
@@ -387,7 +387,7 @@ async def wait_cloud_init(
         ConnectError: the login kept failing.
         RemoteError: cloud-init reported an error, or did not finish in time.
     """
-    from provision.remote import connect
+    from provision.ssh.remote import connect
 
     report = on_phase or silent
     report("cloud-init", "waiting for first-boot setup to finish")

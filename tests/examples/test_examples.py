@@ -31,9 +31,9 @@ from examples import gemini_client_ssh as gem
 from examples._transport import local_launch, open_client
 from mcp_sales.sample import generate_sample
 from mcp_sales.server import ServerConfig, build_server
-from provision.claude import EntryInputs, LocalSystem, is_mcpctl_entry, proxy_entry, ssh_entry
+from provision.clients.claude import EntryInputs, LocalSystem, is_mcpctl_entry, proxy_entry, ssh_entry
 from provision.profiles import Profile, known_hosts_path, save_profile
-from provision.remote import pin_host_key
+from provision.ssh.remote import pin_host_key
 
 if TYPE_CHECKING:
     from tests.conftest import SshdServer
@@ -213,7 +213,7 @@ def test_mcp_client_usage_errors_exit_2(tmp_path: Path) -> None:
 
 def _proxy_ready() -> bool:
     try:
-        from provision import proxy
+        from provision.connect import proxy
     except ImportError:
         return False
     return callable(getattr(proxy, "connect_main", None))
@@ -221,7 +221,7 @@ def _proxy_ready() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not _proxy_ready(), reason="provision.proxy.connect_main (mcpctl connect) is not there yet"
+    not _proxy_ready(), reason="provision.connect.proxy.connect_main (mcpctl connect) is not there yet"
 )
 @pytest.mark.parametrize("style", ["proxy", "ssh"])
 def test_mcp_client_through_a_profile_over_real_ssh(

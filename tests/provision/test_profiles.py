@@ -27,7 +27,7 @@ from provision.profiles import (
     save_profile,
     state_dir,
 )
-from provision.remote import connect, pin_host_key
+from provision.ssh.remote import connect, pin_host_key
 
 
 def _mode(path: Path) -> int:

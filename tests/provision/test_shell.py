@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from provision import shell
-from provision.remote import connect
+from provision.ssh.remote import connect
 
 HOSTILE = [
     "",

@@ -1,0 +1,1 @@
+"""``mcpctl connect``: JSON-RPC framing, the session ledger, the local stdio side, the proxy, its log."""

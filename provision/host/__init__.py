@@ -1,0 +1,1 @@
+"""A host made ready: bootstrap (uv + the locked environment) and the one provision() entry point."""

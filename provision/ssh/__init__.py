@@ -1,0 +1,1 @@
+"""The one SSH seam: targets, error translation, host keys, the Remote, key files, the sandbox host."""

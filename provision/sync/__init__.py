@@ -1,0 +1,1 @@
+"""Sync: the manifest, the plan (pure), applying it over SFTP or the host helper."""
