@@ -1,14 +1,24 @@
 """The one error tree of mcpctl.
 
-Library code raises these; ``cli.py`` catches them once, prints the message in one red line and exits
-with the class's code. Foreign errors (asyncssh, botocore, OSError) are translated where they enter.
+Library code raises these; the CLI catches them once, prints the error in one red line and exits with
+the class's code. Foreign errors (asyncssh, botocore, OSError) are translated where they enter.
+
+One message style for every error:
+
+- ``message`` says what is wrong, ``hint`` says what to do about it (``None`` when nothing helps);
+- both are lowercase-first clauses without a trailing period (a name, path or command may still
+  start them), so that ``str(err)`` reads as one sentence: ``"message; hint"``;
+- callers branch on the class or a field (``ProfileNotFound.name``), never on the words: the words
+  are for people and may change.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class McpctlError(Exception):
-    """An expected failure. ``str(err)`` is one sentence: what is wrong and what to do next."""
+    """An expected failure. ``str(err)`` is one sentence: ``"message; hint"`` (what is wrong; what to do)."""
 
     exit_code: int = 1
 
@@ -18,7 +28,7 @@ class McpctlError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}" if self.hint else self.message
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 class ProfileError(McpctlError):
@@ -61,3 +71,23 @@ class SandboxError(McpctlError):
     """The local sandbox host could not be started, found, or stopped."""
 
     exit_code = 8
+
+
+class ProfileNotFound(ProfileError):
+    """No profile has this name (``name``); the hint says how to create one and lists those that exist."""
+
+    def __init__(self, name: str, *, hint: str | None = None) -> None:
+        super().__init__(f"no profile named '{name}'", hint=hint)
+        self.name = name
+
+
+class ClientConfigChanged(ClientConfigError):
+    """Another program saved the client config file at ``path`` while mcpctl was editing it."""
+
+    def __init__(self, path: Path, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class OptionError(McpctlError):
+    """A command-line option is malformed, or does not fit the command or the other options given."""

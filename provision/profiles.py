@@ -19,14 +19,16 @@ import getpass
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-import tomli_w
+import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from tomlkit.exceptions import TOMLKitError
+from tomlkit.items import Table
 
-from provision.errors import ProfileError
+from provision.errors import ProfileError, ProfileNotFound
+from provision.files import atomic_write
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,8 +55,8 @@ def _ensure_dir(path: Path, *, private: bool = False) -> Path:
             path.chmod(_DIR_MODE)
     except OSError as exc:
         raise ProfileError(
-            f"cannot create the directory {path}: {exc.strerror or exc}; "
-            "make it writable or set MCPCTL_HOME to a writable directory."
+            f"cannot create the directory {path}: {exc.strerror or exc}",
+            hint="make it writable or set MCPCTL_HOME to a writable directory",
         ) from exc
     return path
 
@@ -132,26 +134,12 @@ def keys_dir() -> Path:
 
 
 def write_private_file(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data``, mode 0600.
-
-    The data goes to a temporary file in the same directory, is flushed to disk, then renamed over
-    ``path``: a reader sees the old file or the new one, never half of one, and a crash leaves at most
-    a stray ``.NAME.*.tmp`` file (removed here on any error).
+    """Atomically replace ``path`` with ``data``, mode 0600: :func:`provision.files.atomic_write`.
 
     Raises:
         OSError: If the file cannot be written (the caller translates it, knowing what the file is).
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), _FILE_MODE)  # mkstemp already uses 0600; make it explicit
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -159,7 +147,7 @@ def write_private_file(path: Path, data: bytes) -> None:
 
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise ProfileError(f"{name!r} is not a valid profile name; a name {NAME_RULE}.")
+        raise ProfileError(f"{name!r} is not a valid profile name", hint=f"a name {NAME_RULE}")
     return name
 
 
@@ -318,8 +306,8 @@ class Profile(BaseModel):
 
         if self.host is None:
             raise ProfileError(
-                f"profile '{self.name}' has no host address yet; "
-                f"launch it with `mcpctl provision {self.name}`."
+                f"profile '{self.name}' has no host address yet",
+                hint=f"launch it with `mcpctl provision {self.name}`",
             )
         return Target(
             host=self.host,
@@ -338,7 +326,7 @@ class Profile(BaseModel):
     def to_toml(self) -> str:
         """Serialise to TOML (``None`` values are left out: TOML has no null)."""
         header = f"# mcpctl profile '{self.name}': edit freely, unknown keys are rejected.\n"
-        return header + tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+        return header + tomlkit.dumps(self.model_dump(mode="json", exclude_none=True))
 
 
 # ---------------------------------------------------------------------------------------- sandbox
@@ -426,17 +414,19 @@ def parse_profile(text: str, *, name: str, source: Path) -> Profile:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{source}: invalid TOML: {exc}; fix the file or remove it.") from exc
+        raise ProfileError(f"{source}: invalid TOML: {exc}", hint="fix the file or remove it") from exc
     data.setdefault("name", name)
     if data["name"] != name:
         raise ProfileError(
-            f"{source}: field 'name': {data['name']!r} does not match the file name; "
-            f"set it to '{name}' or rename the file."
+            f"{source}: field 'name': {data['name']!r} does not match the file name",
+            hint=f"set it to '{name}' or rename the file",
         )
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
-        raise ProfileError(f"{source}: {_describe_validation(exc)}; fix the file or remove it.") from exc
+        raise ProfileError(
+            f"{source}: {_describe_validation(exc)}", hint="fix the file or remove it"
+        ) from exc
 
 
 def new_profile(**fields: Any) -> Profile:
@@ -449,7 +439,9 @@ def new_profile(**fields: Any) -> Profile:
         return Profile.model_validate(fields)
     except ValidationError as exc:
         name = fields.get("name", "?")
-        raise ProfileError(f"invalid profile '{name}': {_describe_validation(exc)}; fix the option.") from exc
+        raise ProfileError(
+            f"invalid profile '{name}': {_describe_validation(exc)}", hint="fix the option"
+        ) from exc
 
 
 def list_profiles() -> list[str]:
@@ -461,11 +453,10 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in profiles_dir().glob("*.toml") if NAME_PATTERN.fullmatch(p.stem))
 
 
-def _missing(name: str) -> ProfileError:
+def _missing(name: str) -> ProfileNotFound:
     existing = ", ".join(list_profiles()) or "none yet"
-    return ProfileError(
-        f"no profile named '{name}'; create it with `mcpctl provision {name} --host user@host` "
-        f"(existing: {existing})."
+    return ProfileNotFound(
+        name, hint=f"create it with `mcpctl provision {name} --host user@host` (existing: {existing})"
     )
 
 
@@ -473,8 +464,9 @@ def load_profile(name: str) -> Profile:
     """Load ``profiles/NAME.toml``.
 
     Raises:
-        ProfileError: If the name is invalid, no such profile exists (the message lists the existing
-            ones), or the file is malformed (the message names the file and the line or field).
+        ProfileNotFound: No such profile exists (the hint lists the existing ones).
+        ProfileError: The name is invalid, or the file is malformed (the message names the file and the
+            line or field).
     """
     path = _profile_path(name)
     try:
@@ -482,33 +474,101 @@ def load_profile(name: str) -> Profile:
     except FileNotFoundError:
         raise _missing(name) from None
     except OSError as exc:
-        raise ProfileError(f"cannot read {path}: {exc.strerror or exc}; check its permissions.") from exc
+        raise ProfileError(
+            f"cannot read {path}: {exc.strerror or exc}", hint="check its permissions"
+        ) from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ProfileError(f"{path}: not UTF-8 text ({exc.reason}); fix the file or remove it.") from exc
+        raise ProfileError(
+            f"{path}: not UTF-8 text ({exc.reason})", hint="fix the file or remove it"
+        ) from exc
     return parse_profile(text, name=name, source=path)
 
 
 def save_profile(profile: Profile) -> Path:
     """Write the profile atomically (temporary file + rename), mode 0600, and return its path.
 
+    A file that exists is updated, not rewritten: only the keys whose values changed are written, so
+    the user's comments, key order and formatting survive (the file says "edit freely").
+
     Raises:
-        ProfileError: If the file cannot be written.
+        ProfileError: If the file cannot be read or written.
     """
     path = _profile_path(profile.name)
     try:
-        write_private_file(path, profile.to_toml().encode("utf-8"))
+        old_text: str | None = path.read_bytes().decode("utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        old_text = None  # nothing worth keeping: write a fresh file
     except OSError as exc:
-        raise ProfileError(f"cannot write {path}: {exc.strerror or exc}; check the directory.") from exc
+        raise ProfileError(
+            f"cannot read {path}: {exc.strerror or exc}", hint="check its permissions"
+        ) from exc
+    try:
+        atomic_write(path, profile_text(profile, old_text).encode("utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"cannot write {path}: {exc.strerror or exc}", hint="check the directory") from exc
     return path
+
+
+def profile_text(profile: Profile, old_text: str | None = None) -> str:
+    """The TOML text of ``profile``: ``old_text`` with only what changed rewritten, or a fresh file.
+
+    Text that is not TOML (or none) gives a fresh file with the header comment.
+    """
+    if old_text is not None:
+        try:
+            document = tomlkit.parse(old_text)
+        except TOMLKitError:
+            return profile.to_toml()
+        _update_table(document, _saved_values(document, profile.name), _values(profile))
+        return document.as_string()
+    return profile.to_toml()
+
+
+def _values(profile: Profile) -> dict[str, Any]:
+    """The profile as TOML values (``None`` left out: TOML has no null)."""
+    return profile.model_dump(mode="json", exclude_none=True)
+
+
+def _saved_values(document: tomlkit.TOMLDocument, name: str) -> dict[str, Any]:
+    """What the document means as a profile (defaults filled in), or {} when it is not a valid one.
+
+    Comparing meanings, not text, leaves a value alone that the user wrote differently (``~/key`` for
+    ``/home/ann/key``, a remote_dir left to its default).
+    """
+    values = {"name": name, **document.unwrap()}
+    try:
+        return _values(Profile.model_validate(values))
+    except ValidationError:
+        return {}  # not a profile we can read: every key is written anew
+
+
+def _update_table(table: Any, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Set in ``table`` (a tomlkit container) each key whose value differs between ``old`` and ``new``.
+
+    Keys that ``new`` does not have (a value that became ``None``, a key the model does not know) are
+    removed; a nested table is updated key by key so that its own comments stay too.
+    """
+    for key, value in new.items():
+        if key in old and old[key] == value:
+            continue
+        current = table.get(key)
+        if isinstance(value, dict) and isinstance(current, Table):
+            previous = old.get(key)
+            _update_table(current, previous if isinstance(previous, dict) else {}, value)
+        else:
+            table[key] = value
+    for key in [k for k in table if k not in new]:
+        del table[key]
 
 
 def remove_profile(name: str, *, missing_ok: bool = False) -> None:
     """Delete the profile and its known_hosts file.
 
     Raises:
-        ProfileError: If neither exists (unless ``missing_ok``) or a file cannot be removed.
+        ProfileNotFound: Neither exists (unless ``missing_ok``).
+        ProfileError: A file cannot be removed.
     """
     removed = False
     for path in (_profile_path(name), known_hosts_path(name)):
@@ -518,7 +578,9 @@ def remove_profile(name: str, *, missing_ok: bool = False) -> None:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise ProfileError(f"cannot remove {path}: {exc.strerror or exc}; remove it by hand.") from exc
+            raise ProfileError(
+                f"cannot remove {path}: {exc.strerror or exc}", hint="remove it by hand"
+            ) from exc
     if not removed and not missing_ok:
         raise _missing(name)
 
@@ -531,7 +593,8 @@ def parse_host_spec(spec: str, *, default_port: int = 22) -> tuple[str, str, int
     Raises:
         ProfileError: If the spec is malformed.
     """
-    problem = f"'{spec}' is not a valid host; use user@host or user@host:port (IPv6: user@[::1]:22)."
+    problem = f"'{spec}' is not a valid host"
+    how = "use user@host or user@host:port (IPv6: user@[::1]:22)"
     rest = spec.strip().removeprefix("ssh://")
     user, at, hostport = rest.rpartition("@")
     if not at:
@@ -540,7 +603,7 @@ def parse_host_spec(spec: str, *, default_port: int = 22) -> tuple[str, str, int
     if hostport.startswith("["):
         host, bracket, tail = hostport[1:].partition("]")
         if not bracket or (tail and not tail.startswith(":")):
-            raise ProfileError(problem)
+            raise ProfileError(problem, hint=how)
         port_text = tail[1:] if tail else None
     elif hostport.count(":") == 1:
         host, _, port_text = hostport.partition(":")
@@ -551,7 +614,7 @@ def parse_host_spec(spec: str, *, default_port: int = 22) -> tuple[str, str, int
     elif port_text.isdigit():
         port = int(port_text)
     else:
-        raise ProfileError(problem)
+        raise ProfileError(problem, hint=how)
     bad = " \t\n@/,"
     if (
         not host
@@ -562,5 +625,5 @@ def parse_host_spec(spec: str, *, default_port: int = 22) -> tuple[str, str, int
         or any(c in user for c in bad + ":")
         or not 1 <= port <= 65535
     ):
-        raise ProfileError(problem)
+        raise ProfileError(problem, hint=how)
     return user, host, port

@@ -38,7 +38,14 @@ from provision.ec2.model import (
     make_clients,
     silent,
 )
-from provision.errors import CloudError, ConnectError, HostKeyError, ProfileError, RemoteError
+from provision.errors import (
+    CloudError,
+    ConnectError,
+    HostKeyError,
+    ProfileError,
+    ProfileNotFound,
+    RemoteError,
+)
 from provision.profiles import Ec2Settings, Profile, keys_dir, known_hosts_path, load_profile, save_profile
 
 if TYPE_CHECKING:
@@ -112,10 +119,8 @@ def existing_ec2_profile(name: str) -> Profile | None:
     """
     try:
         profile = load_profile(name)
-    except ProfileError as exc:
-        if "no profile named" in exc.message:
-            return None
-        raise
+    except ProfileNotFound:
+        return None
     if profile.kind != "ec2":
         raise ProfileError(
             f"profile '{name}' is a {profile.kind} profile, not an EC2 one; choose another name or "

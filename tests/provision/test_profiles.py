@@ -161,6 +161,54 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temp(
     assert [p.name for p in profiles_dir().iterdir()] == ["web.toml"]
 
 
+EDITED = """\
+# my lab box: ask Ann before changing it
+user = "ann"   # the login she made for us
+host = "203.0.113.7"
+kind = "ec2"
+identity_file = "~/.ssh/lab"  # written with ~ on purpose
+
+# AWS side
+[ec2]
+region = "eu-west-1"  # close to the office
+instance_id = "i-0123456789abcdef0"
+"""
+
+
+def test_saving_keeps_the_users_comments_and_key_order(mcpctl_home: Path) -> None:
+    path = _write("lab", EDITED)
+    profile = load_profile("lab")
+    profile.host = "198.51.100.9"  # what `mcpctl start` does with a new public IP
+    profile.ec2 = profile.ec2.model_copy(update={"instance_type": "t3.small"}) if profile.ec2 else None
+    save_profile(profile)
+    text = path.read_text()
+    assert text == EDITED.replace("203.0.113.7", "198.51.100.9") + 'instance_type = "t3.small"\n'
+    assert load_profile("lab") == profile
+
+
+def test_saving_an_unchanged_profile_leaves_the_file_as_written(mcpctl_home: Path) -> None:
+    path = _write("lab", EDITED)
+    save_profile(load_profile("lab"))
+    assert path.read_text() == EDITED  # defaults stay implicit, ~ stays ~
+
+
+def test_saving_removes_a_value_that_became_none(mcpctl_home: Path) -> None:
+    path = _write("lab", EDITED)
+    profile = load_profile("lab")
+    profile.ec2 = profile.ec2.model_copy(update={"instance_id": None}) if profile.ec2 else None
+    save_profile(profile)
+    assert "instance_id" not in path.read_text()
+    assert "# close to the office" in path.read_text()
+    assert load_profile("lab") == profile
+
+
+def test_a_file_that_is_not_toml_is_written_anew(mcpctl_home: Path) -> None:
+    path = _write("web", "this is [not toml\n")
+    save_profile(new_profile(name="web", host="h", user="u"))
+    assert path.read_text().startswith("# mcpctl profile 'web': edit freely")
+    assert load_profile("web").host == "h"
+
+
 # -------------------------------------------------------------------------------------------- errors
 
 
@@ -206,7 +254,7 @@ def test_missing_required_fields_are_named(mcpctl_home: Path) -> None:
     _write("web", 'host = "h"\n')
     with pytest.raises(ProfileError) as info:
         load_profile("web")
-    assert str(info.value).endswith("web.toml: field 'user': is required; fix the file or remove it.")
+    assert str(info.value).endswith("web.toml: field 'user': is required; fix the file or remove it")
     _write("web", 'user = "u"\n')
     with pytest.raises(ProfileError, match="field 'host' is required for a profile of kind 'host'"):
         load_profile("web")
