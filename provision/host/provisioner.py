@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from provision.errors import HostKeyError, McpctlError, ProfileError
 from provision.host.bootstrap import BootstrapReport, Phase, bootstrap
+from provision.layout import RemoteLayout
 from provision.profiles import (
     Profile,
     known_hosts_path,
@@ -55,9 +56,7 @@ def project_root() -> Path:
 
 def server_args(profile: Profile) -> list[str]:
     """The server's data and column arguments as the client entry passes them (without the python)."""
-    from provision.clients.claude import server_command
-
-    return server_command(profile.remote_dir, profile.data, profile.columns, profile.server_args)[3:]
+    return RemoteLayout.of(profile.remote_dir).server_args(profile.data, profile.columns, profile.server_args)
 
 
 def _existing(name: str) -> Profile | None:
