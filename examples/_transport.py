@@ -110,7 +110,7 @@ def profile_launch(name: str, *, ssh: bool = False) -> ServerLaunch:
         TransportError: The profile is missing or invalid, or mcpctl / ssh cannot be found.
     """
     # Imported here: the --local and --command paths need nothing of the provisioning toolkit.
-    from provision.clients.claude import EntryInputs, build_entry
+    from provision.clients.entries import EntryInputs, build_entry
     from provision.errors import McpctlError
     from provision.profiles import load_profile, log_dir
 

@@ -234,7 +234,8 @@ def _config(
     force: bool,
     as_json: bool,
 ) -> None:
-    from provision.clients.claude import EntryInputs, configure_client, remove_client_entry
+    from provision.clients.configure import configure_client, remove_client_entry
+    from provision.clients.entries import EntryInputs
     from provision.profiles import load_profile
 
     if style not in ("proxy", "ssh"):

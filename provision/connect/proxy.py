@@ -292,7 +292,7 @@ class Proxy:
     Args:
         name: The profile name (for messages).
         target: Where the server runs.
-        command: The server's argv on the host (``provision.clients.claude.server_command``).
+        command: The server's argv on the host (``provision.layout.RemoteLayout.server_argv``).
         settings: Tunables.
         retarget: Called (in a thread) before each new SSH connection for where the server runs now
             (``Profile.target``: a sandbox restarted on another port); None keeps ``target``.
@@ -805,8 +805,8 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
         The exit code: 0 after a clean shutdown, else the code of the error that made it give up
         (2 profile, 3 connection, 4 host key, 5 server) or 70 for an unexpected failure.
     """
-    from provision.clients.claude import server_command
     from provision.connect.log import log_path
+    from provision.layout import RemoteLayout
     from provision.profiles import load_profile
 
     try:
@@ -823,7 +823,9 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
         argv = (
             list(command)
             if command is not None
-            else server_command(profile.remote_dir, profile.data, profile.columns, profile.server_args)
+            else RemoteLayout.of(profile.remote_dir).server_argv(
+                profile.data, profile.columns, profile.server_args
+            )
         )
         with proxy_logging(log_path(profile.name)):
             profile = _host_running(profile)

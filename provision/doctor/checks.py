@@ -37,8 +37,7 @@ from typing import IO, TYPE_CHECKING, Literal, NoReturn
 
 import anyio
 
-from provision.clients import claude
-from provision.clients import configfile as clientconfig
+from provision.clients import document, entries, locations, programs
 from provision.errors import (
     ClientConfigError,
     ConnectError,
@@ -47,6 +46,7 @@ from provision.errors import (
     ProfileError,
     SandboxError,
 )
+from provision.layout import RemoteLayout
 
 if TYPE_CHECKING:
     from asyncssh import SSHKey
@@ -233,7 +233,7 @@ class _Doctor:
     def __init__(
         self,
         name: str,
-        client: claude.Client,
+        client: locations.Client,
         config_path: Path | None,
         on_check: Callable[[Check], None] | None,
         timeout: float,
@@ -469,8 +469,8 @@ class _Doctor:
         self.connect_s = _since(started)
         found = "not checked"
         try:
-            self.python = claude.server_command(
-                self.profile.remote_dir, self.profile.data, self.profile.columns, self.profile.server_args
+            self.python = RemoteLayout.of(self.profile.remote_dir).server_argv(
+                self.profile.data, self.profile.columns, self.profile.server_args
             )[0]
             result = await remote.run(["test", "-x", self.python], check=False, timeout=_CHECK_TIMEOUT)
             self.python_present = result.exit_status == 0
@@ -545,16 +545,16 @@ class _Doctor:
     def _config_file(self) -> Path:
         if self.config_path is not None:
             return Path(os.path.abspath(self.config_path.expanduser()))
-        return claude.config_path(self.client)
+        return locations.config_path(self.client)
 
     def _default_launch(self) -> _Launch:
         args: tuple[str, ...] = ("connect", self.name)
         try:
-            command = claude.find_mcpctl()
+            command = programs.find_mcpctl()
         except ClientConfigError:
             command, args = sys.executable, ("-m", "provision.connect.proxy", self.name)
         # The same variables the entry would carry, so the proxy finds the same profiles.
-        env = claude.proxy_entry(self.name, mcpctl_path=command).get("env", {})
+        env = entries.proxy_entry(self.name, mcpctl_path=command).get("env", {})
         return _Launch(command, args, env, "the default command")
 
     def _find_entry(self) -> tuple[Check, _Launch]:
@@ -567,7 +567,7 @@ class _Doctor:
         shown = _shown(path)
         try:
             text = path.read_bytes().decode("utf-8-sig")
-            data = clientconfig.parse_config(text, name=shown)
+            data = document.parse_config(text, name=shown)
         except FileNotFoundError:
             detail = f"{shown} does not exist, so {self.app} starts no server for '{self.name}'; {instead}"
             fix = f"add the entry with {self.config_command}, then restart {self.app}."
@@ -576,7 +576,7 @@ class _Doctor:
             detail = f"{_message(exc)}; {self.app} cannot read any server from it; {instead}"
             fix = f"repair {shown} by hand (or move it away), then run {self.config_command}."
             return _entry_check(False, detail, fix), fallback
-        servers = data.get(clientconfig.SERVERS_KEY, {})
+        servers = data.get(document.SERVERS_KEY, {})
         key = self._pick(servers)
         if key is None:
             detail = f"{shown} has no entry for profile '{self.name}'; {instead}"
@@ -586,8 +586,8 @@ class _Doctor:
 
     def _pick(self, servers: Mapping[str, object]) -> str | None:
         """Our entry for this profile: ``sales-NAME``, else any entry of ours that runs this profile."""
-        default = claude.default_server_name(self.name)
-        mine = [k for k, v in servers.items() if claude.is_mcpctl_entry(v) and self._runs_profile(v)]
+        default = entries.default_server_name(self.name)
+        mine = [k for k, v in servers.items() if entries.is_mcpctl_entry(v) and self._runs_profile(v)]
         if default in mine or (default in servers and not mine):
             return default  # under our name, even if someone else wrote it: it is what the client runs
         return mine[0] if mine else None
@@ -627,7 +627,7 @@ class _Doctor:
         if problem is not None:
             hard, what, fix = problem
             return _entry_check(not hard, f"{runs}; {what}", fix, warning=not hard), launch
-        if not claude.is_mcpctl_entry(entry):
+        if not entries.is_mcpctl_entry(entry):
             what = f"{runs}, an entry mcpctl did not write"
             fix = f"if it should run profile '{self.name}', replace it with {self.config_command} --force."
             return _entry_check(True, what, fix, warning=True), launch
@@ -974,7 +974,7 @@ def _distinct(keys: Sequence[SSHKey]) -> list[SSHKey]:
 async def diagnose(
     name: str,
     *,
-    client: claude.Client = "claude",
+    client: locations.Client = "claude",
     config_path: Path | None = None,
     on_check: Callable[[Check], None] | None = None,
     request_timeout: float = BUDGET_S,

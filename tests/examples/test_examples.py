@@ -31,7 +31,8 @@ from examples import gemini_client_ssh as gem
 from examples._transport import local_launch, open_client
 from mcp_sales.sample import generate_sample
 from mcp_sales.server import ServerConfig, build_server
-from provision.clients.claude import EntryInputs, LocalSystem, is_mcpctl_entry, proxy_entry, ssh_entry
+from provision.clients.entries import EntryInputs, is_mcpctl_entry, proxy_entry, ssh_entry
+from provision.clients.system import LocalSystem
 from provision.profiles import Profile, known_hosts_path, save_profile
 from provision.ssh.remote import pin_host_key
 

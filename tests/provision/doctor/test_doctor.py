@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from provision.cli.app import app
-from provision.clients import claude
+from provision.clients import configure, entries
 from provision.connect.log import log_path
 from provision.doctor.checks import PHASES, Check, DoctorReport, run_doctor
 from provision.profiles import Profile, known_hosts_path, load_profile, save_profile
@@ -52,9 +52,9 @@ def _profile(sshd: Any, name: str = "demo", **fields: Any) -> Profile:
     return profile
 
 
-def _configure(profile: Profile, path: Path, style: claude.Style = "proxy") -> Path:
+def _configure(profile: Profile, path: Path, style: entries.Style = "proxy") -> Path:
     """Write the client entry exactly as `mcpctl config claude` does, into ``path``."""
-    claude.configure_client(claude.EntryInputs.from_profile(profile), style=style, path=path)
+    configure.configure_client(entries.EntryInputs.from_profile(profile), style=style, path=path)
     return path
 
 
