@@ -567,7 +567,7 @@ def sync(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     from provision.host import provisioner
-    from provision.sync.upload import SourceChangedError
+    from provision.sync import SourceChangedError
 
     with Progress(
         TextColumn("[bold]sync[/bold]"),

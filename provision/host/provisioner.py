@@ -26,7 +26,7 @@ from provision.profiles import (
 )
 
 if TYPE_CHECKING:
-    from provision.sync.upload import ProgressCallback, SyncReport
+    from provision.sync import ProgressCallback, SyncReport
 
 # Asked before pinning a key nobody vouched for: (host, port, fingerprint) -> accept?
 ConfirmKey = Callable[[str, int, str], bool]
@@ -56,7 +56,8 @@ def project_root() -> Path:
 
 def server_args(profile: Profile) -> list[str]:
     """The server's data and column arguments as the client entry passes them (without the python)."""
-    return RemoteLayout.of(profile.remote_dir).server_args(profile.data, profile.columns, profile.server_args)
+    layout = RemoteLayout.of(profile.remote_dir)
+    return layout.server_argv(profile.data, profile.columns, profile.server_args)[3:]
 
 
 def _existing(name: str) -> Profile | None:
@@ -130,8 +131,7 @@ async def bootstrap_profile(profile: Profile, *, force: bool, on_phase: Phase | 
         HostKeyError, ConnectError, ProfileError, RemoteError: See :func:`bootstrap`.
     """
     from provision.ssh.remote import connect
-    from provision.sync.manifest import project_sources
-    from provision.sync.upload import sync
+    from provision.sync import project_sources, sync
 
     root = project_root()
     async with connect(profile.target()) as remote:
@@ -268,8 +268,7 @@ async def sync_profile(
         SourceChangedError: Local files kept changing while they were sent (the rest is done).
     """
     from provision.ssh.remote import connect
-    from provision.sync.manifest import project_sources
-    from provision.sync.upload import sync
+    from provision.sync import project_sources, sync
 
     profile = load_profile(name)
     sources = project_sources(project_root(), profile.data, profile.remote_dir, follow_links=follow_links)

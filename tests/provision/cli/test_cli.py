@@ -27,7 +27,8 @@ from provision.host import provisioner
 from provision.profiles import Profile, known_hosts_path, list_profiles, profiles_dir, save_profile
 from provision.ssh import sandbox
 from provision.ssh.remote import pin_host_key
-from provision.sync.manifest import local_manifest, project_sources
+from provision.sync import project_sources
+from provision.sync.scan import local_manifest
 
 if TYPE_CHECKING:
     from tests.conftest import SshdServer
@@ -585,12 +586,12 @@ def test_sync_sends_a_changed_data_file_and_says_what_it_sent(
     dry = run("sync", "data", "--dry-run")
     assert dry.exit_code == 0
     text = flat(dry.stderr)
-    assert squeezed(text).startswith(squeezed(f"{remote_dir}: 1 to send ({size} B), 0 to delete, "))
-    assert text.endswith(f" unchanged ~ data/sales.csv (size, {size} B)")  # that file and no other
+    assert squeezed(text).startswith(squeezed(f"{remote_dir}: 1 to send ({size} bytes), 0 to delete, "))
+    assert text.endswith(f" unchanged ~ data/sales.csv (size, {size} bytes)")  # that file and no other
 
     synced = run("sync", "data")
     assert synced.exit_code == 0
-    assert flat(synced.stderr).startswith(f"sent 1 files ({size} B), deleted 0, ")
+    assert flat(synced.stderr).startswith(f"sent 1 files ({size} bytes), deleted 0, ")
     assert (remote_dir / "data" / "sales.csv").read_bytes() == data.read_bytes()
 
 

@@ -1,15 +1,12 @@
-"""sync: the pure plan as data, local/remote manifests, and real syncs over the real sshd fixture."""
+"""Real syncs over the real sshd fixture: apply, the stream and SFTP paths, failures, changing files."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import shutil
-import socket
-import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -20,345 +17,25 @@ from typing import Any
 import anyio
 import pytest
 
-from provision.errors import ConnectError, McpctlError, RemoteError
+from provision.errors import ConnectError, RemoteError
+from provision.layout import RemoteLayout
 from provision.ssh import remote as remote_mod
-from provision.sync.manifest import (
-    MANIFEST_PATH,
-    NS,
-    SKIP_DANGLING,
-    SKIP_DEVICE,
-    SKIP_DIRECTORY_LINK,
-    SKIP_FIFO,
-    SKIP_IGNORED_TARGET,
-    SKIP_OUTSIDE,
-    SKIP_SOCKET,
-    SKIP_SPECIAL_TARGET,
-    FileEntry,
-    HashCache,
-    Manifest,
-    Scope,
-    Skipped,
-    SyncSource,
-    literal_pattern,
-    local_manifest,
-    manifest_from_listing,
-    merge,
-    project_sources,
-    temp_name,
-)
-from provision.sync.upload import (
-    STREAM_MAX_FILE,
-    STREAM_READ,
-    SourceChangedError,
-    SyncPlan,
-    SyncProgress,
-    Upload,
-    apply,
-    is_safe_path,
-    plan,
-    remote_manifest,
-    sync,
-)
+from provision.sync import HashCache, SourceChangedError, SyncProgress, SyncSource, project_sources, sync
+from provision.sync.apply import apply
+from provision.sync.helper_client import remote_manifest, start_helper
+from provision.sync.manifest import NS, merge
+from provision.sync.plan import SyncPlan, plan
+from provision.sync.scan import local_manifest
+from provision.sync.stream import STREAM_MAX_FILE
+from provision.sync.transfer import STREAM_READ
+from tests.provision.sync.helpers import T0, passwd_bytes, sha, write, zoo_skips
 
-LOCAL = Path("/src")
-ROOT = "/srv/app"
-T0 = 1_700_000_000 * NS
-EVERYTHING = (Scope("", ("*",), ("__pycache__/", "*.pyc", ".venv/")),)
 BIG = STREAM_MAX_FILE * 3  # goes over SFTP
 TIMEOUT = 60
 
 
-def entry(
-    size: int = 10, mtime_ns: int = T0, sha: str | None = None, mode: int = 0o644, path: str = ""
-) -> FileEntry:
-    return FileEntry(size, mtime_ns, sha, mode, LOCAL / path if path else None)
-
-
-def local_of(files: dict[str, FileEntry], scopes: tuple[Scope, ...] = EVERYTHING) -> Manifest:
-    return Manifest(
-        ROOT,
-        {p: FileEntry(e.size, e.mtime_ns, e.sha256, e.mode, LOCAL / p) for p, e in files.items()},
-        scopes,
-    )
-
-
-def remote_of(files: dict[str, FileEntry], temps: tuple[str, ...] = ()) -> Manifest:
-    return Manifest(ROOT, files, temps=temps)
-
-
-# ------------------------------------------------------------------------------------ plan (pure)
-
-
-def test_plan_sorts_files_into_new_changed_and_unchanged() -> None:
-    local = local_of(
-        {
-            "new.py": entry(),
-            "grown.py": entry(size=11),
-            "same_sha.py": entry(mtime_ns=T0 + 5 * NS, sha="a"),
-            "other_sha.py": entry(sha="b"),
-            "touched.py": entry(mtime_ns=T0 + 5 * NS),
-            "quick_same.py": entry(),
-            "chmod.sh": entry(mode=0o755),
-        }
-    )
-    remote = remote_of(
-        {
-            "grown.py": entry(),
-            "same_sha.py": entry(sha="a"),
-            "other_sha.py": entry(sha="c"),
-            "touched.py": entry(),
-            "quick_same.py": entry(),
-            "chmod.sh": entry(),
-        }
-    )
-    result = plan(local, remote, delete=False)
-    assert {(u.path, u.reason) for u in result.uploads} == {
-        ("new.py", "new"),
-        ("grown.py", "size"),
-        ("other_sha.py", "content"),
-        ("touched.py", "mtime"),
-        ("chmod.sh", "mode"),
-    }
-    assert set(result.unchanged) == {"same_sha.py", "quick_same.py"}
-    assert result.bytes_to_send == 10 * 4 + 11
-    assert not result.up_to_date
-    new = next(u for u in result.uploads if u.path == "new.py")
-    assert new == Upload("new.py", 10, "new", LOCAL / "new.py", T0, 0o644, None)
-
-
-def test_plan_trusts_the_recorded_origin_mtime_to_the_nanosecond() -> None:
-    # The host's copy was sent from the local file at mtime T0 + 5 (its own mtime is whole seconds).
-    remote = remote_of(
-        {"a": FileEntry(10, T0, "s", 0o644, None, T0 + 5), "b": FileEntry(10, T0, "s", 0o644, None, T0 + 5)}
-    )
-    local = local_of({"a": entry(mtime_ns=T0 + 5), "b": entry(mtime_ns=T0 + 6)})
-    result = plan(local, remote, delete=False)
-    assert [(u.path, u.reason) for u in result.uploads] == [("b", "mtime")]
-    assert result.unchanged == ("a",)
-
-
-def test_plan_compares_mtimes_at_second_granularity() -> None:
-    # SFTP sets whole seconds: the remote copy of a file with mtime x.999999999 has mtime x.
-    local = local_of({"a": entry(mtime_ns=T0 + NS - 1), "b": entry(mtime_ns=T0 + NS)})
-    remote = remote_of({"a": entry(mtime_ns=T0), "b": entry(mtime_ns=T0)})
-    result = plan(local, remote, delete=False)
-    assert [u.path for u in result.uploads] == ["b"]
-    assert result.unchanged == ("a",)
-
-
-def test_plan_deletes_only_when_asked() -> None:
-    local = local_of({"keep.py": entry()})
-    remote = remote_of({"keep.py": entry(), "gone.py": entry()})
-    assert plan(local, remote, delete=False).deletes == ()
-    assert plan(local, remote, delete=False).up_to_date
-    assert plan(local, remote, delete=True).deletes == ("gone.py",)
-
-
-def test_plan_never_deletes_outside_the_root_or_what_it_does_not_manage() -> None:
-    scopes = (
-        Scope("", ("/pkg/",), ("__pycache__/", "*.pyc", "/pkg/local.cfg")),
-        Scope("data", ("/x.csv",), ()),
-    )
-    local = local_of({"pkg/a.py": entry()}, scopes)
-    remote_only = [
-        "../etc/passwd",
-        "/etc/passwd",
-        "pkg/../../etc/passwd",
-        "pkg//b.py",
-        "./pkg/b.py",
-        ".venv/lib/pkg/x.py",
-        "pkg/.venv/x.py",
-        ".mcp_sales_cache/pkg/x",
-        ".mcpctl/manifest.json",
-        "notes.txt",  # not in any include
-        "pkg/__pycache__/a.cpython-311.pyc",
-        "pkg/b.pyc",
-        "pkg/local.cfg",  # ignored by the source
-        "data/y.csv",  # the data source only manages x.csv
-    ]
-    remote = remote_of(
-        {
-            "pkg/a.py": entry(),
-            "pkg/old.py": entry(),
-            "data/x.csv": entry(),
-            **{p: entry() for p in remote_only},
-        }
-    )
-    result = plan(local, remote, delete=True)
-    assert result.deletes == ("data/x.csv", "pkg/old.py")
-
-
-def test_plan_cleans_stale_temp_files_and_is_comparable_printable_data() -> None:
-    local = local_of({"a.py": entry(sha="s")})
-    stale = f"pkg/{temp_name('b.py', '0123456789ab')}"
-    remote = remote_of({"a.py": entry(sha="s")}, temps=(stale, "../evil"))
-    first = plan(local, remote, delete=False)
-    assert first == plan(local, remote, delete=False)
-    assert first.cleanup == (stale,)
-    assert not first.up_to_date
-    assert "1 stale temp files to remove" in first.describe()
-    up = plan(local, remote_of({"a.py": entry(sha="s")}), delete=False)
-    assert up.up_to_date
-    assert str(up) == f"{ROOT}: up to date (1 files)"
-    grown = plan(local_of({"a.py": entry(size=2000)}), remote, delete=False)
-    assert "~ a.py (size, 2.0 kB)" in grown.describe()
-
-
-def test_plan_marks_the_record_stale_when_it_learns_a_hash() -> None:
-    local = local_of({"a.py": entry(sha="s")})
-    result = plan(local, remote_of({"a.py": entry()}), delete=False)
-    assert result.up_to_date and result.record_stale
-    assert result.record == {"a.py": FileEntry(10, T0, "s", 0o644, None, T0)}
-    recorded = Manifest(
-        ROOT, {"a.py": entry(sha="s")}, recorded={"a.py": FileEntry(10, T0, "s", 0o644, None, T0)}
-    )
-    assert not plan(local, recorded, delete=False).record_stale
-
-
-def test_plan_rejects_mismatched_roots_and_unsafe_local_paths() -> None:
-    with pytest.raises(ValueError, match="cannot compare"):
-        plan(local_of({}), Manifest("/elsewhere", {}), delete=False)
-    with pytest.raises(ValueError, match="safe relative path"):
-        plan(local_of({"../x": entry()}), remote_of({}), delete=False)
-    assert is_safe_path("a/b c/d'e")
-    assert not any(is_safe_path(p) for p in ["", "/a", "a/../b", "a//b", "a/", ".", "a/./b"])
-
-
-# --------------------------------------------------------------------------------- manifests (local)
-
-
-def write(path: Path, data: bytes | str, mtime: int | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode()
-    path.write_bytes(data)
-    if mtime is not None:
-        os.utime(path, ns=(mtime, mtime))
-    return path
-
-
-def test_local_manifest_honours_builtin_ignores_and_mcpignore(tmp_path: Path) -> None:
-    for rel in [
-        "pkg/mod.py",
-        "pkg/sub/deep.py",
-        "keep.txt",
-        ".git/config",
-        ".venv/bin/python",
-        "pkg/__pycache__/mod.cpython-311.pyc",
-        "stray.pyc",
-        ".mcp_sales_cache/t.parquet",
-        ".mypy_cache/x.json",
-        "secret.env",
-        "build/out.bin",
-        "pkg/build/kept.py",
-        f".{'x'}.mcpctl-tmp-0123456789ab",
-    ]:
-        write(tmp_path / rel, rel)
-    write(tmp_path / ".mcpignore", "# comment\n*.env\n/build/\n")
-    manifest = local_manifest(SyncSource(tmp_path, "/srv/app"))
-    assert set(manifest.files) == {
-        ".mcpignore",
-        "pkg/mod.py",
-        "pkg/sub/deep.py",
-        "keep.txt",
-        "pkg/build/kept.py",
-    }
-    mod = manifest.files["pkg/mod.py"]
-    assert mod.size == len("pkg/mod.py") and mod.local_path == tmp_path / "pkg/mod.py"
-    assert mod.sha256 == hashlib.sha256(b"pkg/mod.py").hexdigest()
-    assert manifest.manages("pkg/other.py") and not manifest.manages("secret2.env")
-    assert not manifest.manages("build/x") and not manifest.manages(".venv/x")
-
-
-def test_project_sources_send_the_code_tree_and_data_files(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    for rel in [
-        "pyproject.toml",
-        "uv.lock",
-        "README.md",
-        "mcp_sales/server.py",
-        "provision/sync/upload.py",
-        "data/sample.csv",
-        "tests/test_x.py",
-        "docs/guide.md",
-        "bench/sync.py",
-    ]:
-        write(project / rel, rel)
-    elsewhere = write(tmp_path / "my data" / "sales [2024]!.csv", "a,b\n")
-    folder = tmp_path / "extra"
-    write(folder / "x.csv", "1")
-    sources = project_sources(project, [elsewhere, folder], "/srv/app")
-    manifest = merge([local_manifest(s) for s in sources])
-    assert manifest.root == "/srv/app"
-    assert set(manifest.files) == {
-        "pyproject.toml",
-        "uv.lock",
-        "README.md",
-        "mcp_sales/server.py",
-        "provision/sync/upload.py",
-        "data/sample.csv",
-        "data/sales [2024]!.csv",
-        "data/extra/x.csv",
-    }
-    assert manifest.files["data/sales [2024]!.csv"].local_path == elsewhere
-    # --delete may remove stale code and data files, never what sync does not manage.
-    assert manifest.manages("mcp_sales/old.py") and manifest.manages("data/old.csv")
-    assert not manifest.manages("tests/test_x.py") and not manifest.manages("notes.txt")
-    with pytest.raises(McpctlError, match="does not exist"):
-        project_sources(project, [tmp_path / "missing.csv"], "/srv/app")
-    with pytest.raises(McpctlError, match="not the mcpctl project"):
-        project_sources(tmp_path, [], "/srv/app")
-
-
-def test_merge_refuses_two_local_files_for_one_remote_path(tmp_path: Path) -> None:
-    a = write(tmp_path / "a" / "sales.csv", "1")
-    b = write(tmp_path / "b" / "sales.csv", "2")
-    sources = [SyncSource(p.parent, "/srv/app/data", include=(literal_pattern(p.name),)) for p in (a, b)]
-    with pytest.raises(McpctlError, match="both be sent"):
-        merge([local_manifest(s) for s in sources])
-
-
-def test_hash_cache_is_keyed_by_size_and_mtime(tmp_path: Path) -> None:
-    path = write(tmp_path / "tree" / "big.bin", b"x" * 1000, mtime=T0)
-    cache_file = tmp_path / "cache.json"
-    cache = HashCache(cache_file)
-    # A planted hash proves the file is not read again while size and mtime are unchanged.
-    cache.put(path, 1000, T0, "planted")
-    cache.save()
-    source = SyncSource(tmp_path / "tree", "/srv/app")
-    assert local_manifest(source, cache=HashCache(cache_file)).files["big.bin"].sha256 == "planted"
-    write(path, b"y" * 1000, mtime=T0 + 1)
-    fresh = HashCache(cache_file)
-    real = local_manifest(source, cache=fresh).files["big.bin"].sha256
-    assert real is not None and real != "planted" and len(real) == 64
-    assert fresh.get(path, 1000, T0 + 1) == real
-    assert (
-        local_manifest(source, cache=HashCache(cache_file), hash_files=False).files["big.bin"].sha256 is None
-    )
-
-
-def test_remote_listing_trusts_recorded_hashes_only_while_size_and_mtime_match() -> None:
-    listing = {
-        "files": [
-            ["a.py", 10, T0 + NS // 2, 0o644],
-            ["b.py", 10, T0 + 9 * NS, 0o644],
-            ["dir with space/é 'q'.sh", 5, T0, 0o755],
-        ],
-        "temps": [f"pkg/{temp_name('x.py', '0123456789ab')}"],
-        "manifest": json.dumps(
-            {
-                "version": 1,
-                "files": {"a.py": [10, T0 // NS, "sa", 0o644, 7], "b.py": [10, T0 // NS, "sb", 0o644, 8]},
-            }
-        ),
-    }
-    manifest = manifest_from_listing(ROOT, listing)
-    assert manifest.files["a.py"] == FileEntry(10, T0 + NS // 2, "sa", 0o644, None, 7)
-    assert manifest.files["b.py"].sha256 is None  # changed on the host since we wrote it
-    assert manifest.files["dir with space/é 'q'.sh"].mode == 0o755
-    assert manifest.temps == (f"pkg/{temp_name('x.py', '0123456789ab')}",)
-    assert manifest_from_listing(ROOT, {"files": [], "temps": [], "manifest": None}) == Manifest(ROOT, {})
-    assert manifest_from_listing(ROOT, {"files": [], "manifest": "not json"}).recorded == {}
+def manifest_file(remote_root: Path) -> Path:
+    return Path(RemoteLayout.of(str(remote_root)).manifest)
 
 
 # ------------------------------------------------------------------------------- real sshd helpers
@@ -430,7 +107,7 @@ async def test_first_sync_then_noop(sshd: Any, tmp_path: Path, local: Path, cach
         assert (remote / rel).stat().st_mtime_ns // NS == (local / rel).stat().st_mtime_ns // NS
     assert second.up_to_date and second.files_sent == 0 and second.bytes_sent == 0
     assert "up to date" in second.describe()
-    assert (remote / MANIFEST_PATH).is_file()
+    assert manifest_file(remote).is_file()
     assert temps_under(remote) == []
 
 
@@ -717,13 +394,9 @@ async def test_project_sync_places_code_and_data_and_deletes_dropped_data(
 # ------------------------------------------------------------------ files that change while they upload
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def recorded(remote_root: Path) -> dict[str, list[Any]]:
     """The host's manifest file: path -> [size, mtime_s, sha256, mode, origin_mtime_ns]."""
-    files: dict[str, list[Any]] = json.loads((remote_root / MANIFEST_PATH).read_text())["files"]
+    files: dict[str, list[Any]] = json.loads(manifest_file(remote_root).read_text())["files"]
     return files
 
 
@@ -780,10 +453,8 @@ async def test_a_file_that_keeps_changing_while_it_uploads_fails_loudly_and_keep
         saboteur = Saboteur(victim, how, times=None)
         with pytest.raises(SourceChangedError) as caught:
             await do_sync(sshd, source, cache, after_read=saboteur)
-    assert str(caught.value) == (
-        f"{victim} changed while it was being sent; nothing was replaced for it - run `mcpctl sync` "
-        "again when it is no longer being written."
-    )
+    assert caught.value.message == f"{victim} changed while it was being sent; nothing was replaced for it"
+    assert caught.value.hint == "run `mcpctl sync` again when it is no longer being written"
     assert caught.value.paths == (victim,) and caught.value.exit_code != 0
     assert len(saboteur.changes) >= 2  # the first try and the retry were both changed under the reader
     after = tree(remote_root)
@@ -833,8 +504,6 @@ async def test_a_file_changed_once_while_it_uploads_is_sent_again_as_it_is_now(
 async def test_the_host_helper_refuses_bytes_that_do_not_hash_to_what_was_sent(
     sshd: Any, tmp_path: Path
 ) -> None:
-    from provision.sync.upload import _helper  # the host side of the stream, driven directly
-
     remote_root = tmp_path / "remote"
     write(remote_root / "keep.txt", "old")
     root = str(remote_root)
@@ -843,7 +512,7 @@ async def test_the_host_helper_refuses_bytes_that_do_not_hash_to_what_was_sent(
         return {"op": "file", "root": root, "p": name, "s": len(data), "m": 0, "x": 0o644, "h": sha(claimed)}
 
     with anyio.fail_after(TIMEOUT):
-        async with remote_mod.connect(sshd.target()) as remote, _helper(remote, "python3") as helper:
+        async with remote_mod.connect(sshd.target()) as remote, start_helper(remote) as helper:
             good = helper.frame(file_request("fresh.txt", b"new", b"new"), b"new")
             assert await helper.write(good + helper.frame({"op": "barrier"}))
             assert await helper.reply(root) == 1
@@ -859,107 +528,6 @@ async def test_the_host_helper_refuses_bytes_that_do_not_hash_to_what_was_sent(
 
 
 # ------------------------------------------------------------------------ links and special files
-
-
-@pytest.fixture
-def zoo(tmp_path: Path) -> Path:
-    """A tree holding every kind of entry a walk can meet, and a secret just outside it."""
-    root = tmp_path / "project"
-    write(root / "pkg" / "mod.py", "mod")
-    write(root / "secret.env", "TOKEN=1")
-    write(root / ".mcpignore", "*.env\n")
-    write(tmp_path / "secret", "outside")
-    links = {
-        "passwd": "/etc/passwd",
-        "pkg/secret": "../../secret",  # leaves the tree through ..
-        "pkg/alias.py": "mod.py",  # stays inside: followed
-        "pkg/config.txt": "../secret.env",  # inside, but to an ignored file
-        "ignored.env": "/etc/passwd",  # ignored itself: neither sent nor listed
-        "pkg_link": "pkg",
-        "dangling": "nowhere",
-        "null": "/dev/null",
-    }
-    for name, target in links.items():
-        os.symlink(target, root / name)
-    os.mkfifo(root / "fifo")
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.bind(str(root / "sock"))
-    if os.geteuid() == 0:
-        os.mknod(root / "dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # as /dev/null
-    return root
-
-
-def passwd_bytes() -> bytes:
-    return Path("/etc/passwd").read_bytes()
-
-
-def zoo_skips() -> set[Skipped]:
-    skips = {
-        Skipped("passwd", SKIP_OUTSIDE),
-        Skipped("pkg/secret", SKIP_OUTSIDE),
-        Skipped("pkg/config.txt", SKIP_IGNORED_TARGET),
-        Skipped("pkg_link", SKIP_DIRECTORY_LINK),
-        Skipped("dangling", SKIP_DANGLING),
-        Skipped("null", SKIP_SPECIAL_TARGET),
-        Skipped("fifo", SKIP_FIFO),
-        Skipped("sock", SKIP_SOCKET),
-    }
-    return skips | ({Skipped("dev", SKIP_DEVICE)} if os.geteuid() == 0 else set())
-
-
-def test_local_manifest_follows_links_inside_the_tree_and_lists_what_it_skips(zoo: Path) -> None:
-    manifest = local_manifest(SyncSource(zoo, "/srv/app"))
-    assert set(manifest.files) == {".mcpignore", "pkg/mod.py", "pkg/alias.py"}
-    assert manifest.files["pkg/alias.py"].sha256 == sha(b"mod")
-    assert set(manifest.skipped) == zoo_skips()
-    assert [s.path for s in manifest.skipped] == sorted(s.path for s in manifest.skipped)
-
-    followed = local_manifest(SyncSource(zoo, "/srv/app", follow_links=True))
-    assert set(followed.files) == {".mcpignore", "pkg/mod.py", "pkg/alias.py", "passwd", "pkg/secret"}
-    assert followed.files["pkg/secret"].sha256 == sha(b"outside")
-    assert followed.files["passwd"].sha256 == sha(passwd_bytes())
-    assert set(followed.skipped) == zoo_skips() - {
-        Skipped("passwd", SKIP_OUTSIDE),
-        Skipped("pkg/secret", SKIP_OUTSIDE),
-    }
-
-
-def test_a_data_file_that_is_a_link_is_followed_wherever_it_leads(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    for rel in ["pyproject.toml", "mcp_sales/server.py"]:
-        write(project / rel, rel)
-    real = write(tmp_path / "exports" / "2024" / "sales.csv", "a,b\n1,2\n")
-    named = tmp_path / "mine" / "sales.csv"
-    named.parent.mkdir()
-    os.symlink(real, named)
-    fifo = tmp_path / "mine" / "pipe.csv"
-    os.mkfifo(fifo)
-    manifest = merge([local_manifest(s) for s in project_sources(project, [named], "/srv/app")])
-    assert manifest.files["data/sales.csv"].sha256 == sha(b"a,b\n1,2\n") and manifest.skipped == ()
-    with pytest.raises(McpctlError, match=r"pipe\.csv is neither a regular file nor a directory"):
-        project_sources(project, [fifo], "/srv/app")
-
-
-def test_plan_never_deletes_a_skipped_path_and_describes_the_skips() -> None:
-    local = replace(
-        local_of({"a.py": entry()}), skipped=(Skipped("passwd", SKIP_OUTSIDE), Skipped("fifo", SKIP_FIFO))
-    )
-    remote = remote_of({"a.py": entry(), "passwd": entry(), "gone.py": entry()})
-    result = plan(local, remote, delete=True)
-    assert result.deletes == ("gone.py",)  # passwd still exists locally, as a link that is not sent
-    assert result.skipped == local.skipped
-    assert result.describe().splitlines()[-2:] == [
-        f"  ! passwd (skipped: {SKIP_OUTSIDE})",
-        f"  ! fifo (skipped: {SKIP_FIFO})",
-    ]
-    quiet = plan(replace(local, files={}), remote_of({}), delete=False)
-    assert quiet.describe() == "\n".join(
-        [
-            f"{ROOT}: up to date (0 files, 2 skipped)",
-            f"  ! passwd (skipped: {SKIP_OUTSIDE})",
-            f"  ! fifo (skipped: {SKIP_FIFO})",
-        ]
-    )
 
 
 @pytest.mark.anyio
