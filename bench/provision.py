@@ -2,7 +2,7 @@
 
 Two hosts, each with its own fresh ``MCPCTL_HOME`` and remote directory:
 
-- a real OpenSSH sshd on 127.0.0.1 (``bench/_sshd.py``);
+- a real OpenSSH sshd on 127.0.0.1 (``tests/sshd.py``);
 - the sandbox host (``mcpctl sandbox``), started for the run and stopped after it.
 
 On each: one first provision (probe, sync, pip installs uv, ``uv sync --frozen``, self-check), then
@@ -42,13 +42,13 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from bench._sshd import bench_user, running_sshd, ssh_command
 from provision.host import provisioner
 from provision.host.provisioner import ProvisionResult
 from provision.profiles import known_hosts_path
 from provision.ssh import sandbox
 from provision.sync import project_sources
 from provision.sync.scan import local_manifest
+from tests.sshd import ensure_quiet_user, running_sshd, ssh_command
 
 GOAL_S = 2.0
 REPO = Path(__file__).resolve().parent.parent
@@ -179,16 +179,13 @@ def _rerun(
 
 def bench_sshd(work: Path, repeat: int, as_me: bool, console: Console) -> HostResult:
     """First provision and re-runs of a real sshd's host (this machine, over loopback)."""
-    user = bench_user(as_me)
+    user = None if as_me else ensure_quiet_user()
     work.mkdir(mode=0o755)
     remote_base = work / "remote"
     remote_base.mkdir(mode=0o755)
     if user is not None:
         shutil.chown(remote_base, user=user)
-    with running_sshd(work / "sshd") as server, _home(work / "home"):
-        # The bench account reads authorized_keys under the sshd directory.
-        (work / "sshd").chmod(0o755)
-        (work / "sshd" / "authorized_keys").chmod(0o644)
+    with running_sshd(work / "sshd", other_logins=[user] if user else []) as server, _home(work / "home"):
         login = user or server.user
         host_key = server.known_hosts.read_text().split(None, 1)[1].strip()  # drop "[127.0.0.1]:PORT"
         result = HostResult("OpenSSH sshd", login)

@@ -35,7 +35,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench._sshd import LocalSshd, _descendants, running_sshd
+from tests.sshd import SshdServer, descendants, running_sshd
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -93,7 +93,7 @@ class _Line:
 class Paths:
     """The command lines of every path, for one sshd and one MCPCTL_HOME."""
 
-    sshd: LocalSshd
+    sshd: SshdServer
     env: dict[str, str]
 
     def ssh(self, *command: str) -> list[str]:
@@ -187,7 +187,7 @@ def round_trips(
 
 
 def _session_processes(sshd_pid: int) -> list[int]:
-    return _descendants(sshd_pid)
+    return descendants(sshd_pid)
 
 
 def recovery_times(paths: Paths, sshd_pid: int, drops: int) -> list[float]:
@@ -244,7 +244,7 @@ def _setup(workdir: Path) -> Iterator[tuple[Paths, int]]:
         )
         key_line = sshd.known_hosts.read_text().split(None, 1)[1].strip()
         pin_host_key(known_hosts_path(PROFILE), sshd.host, sshd.port, key_line)
-        sshd_pid = int((workdir / "sshd" / "sshd.pid").read_text().split()[0])
+        sshd_pid = sshd.process.pid
         yield Paths(sshd, {**os.environ, "MCPCTL_HOME": str(home)}), sshd_pid
 
 

@@ -37,10 +37,10 @@ import asyncssh
 from rich.console import Console
 from rich.table import Table
 
-from bench._sshd import LocalSshd, bench_user, running_sshd
 from provision.ssh import remote as remote_module
 from provision.ssh.remote import Target, connect
 from provision.sync import HashCache, SyncSource, sync
+from tests.sshd import SshdServer, ensure_quiet_user, running_sshd
 
 _CIPHERS: set[str] = set()  # what the default runs negotiated, for the table title
 
@@ -62,7 +62,7 @@ def _make_big(path: Path, size: int) -> None:
             handle.write(chunk[i % 7 :] + chunk[: i % 7])  # distinct blocks, cheap to make
 
 
-def _rsync(server: LocalSshd, user: str, src: Path, dst: str) -> float:
+def _rsync(server: SshdServer, user: str, src: Path, dst: str) -> float:
     remote_shell = shlex.join(server.ssh_command())
     started = time.perf_counter()
     subprocess.run(
@@ -145,7 +145,7 @@ def main(argv: list[str]) -> None:
     if shutil.which("rsync") is None:
         raise SystemExit("rsync is not installed: it is the baseline of this benchmark")
     console = Console(stderr=True)
-    user = bench_user(args.as_me)
+    user = None if args.as_me else ensure_quiet_user()
     work = Path(tempfile.mkdtemp(prefix="mcpctl-bench-sync-"))
     work.chmod(0o755)  # the bench account reads authorized_keys under it and writes its targets
     try:
@@ -155,9 +155,7 @@ def main(argv: list[str]) -> None:
         _make_big(local_big / "big.bin", big_bytes)
         targets = work / "targets"
         targets.mkdir(mode=0o755)
-        with running_sshd(work / "sshd") as server:
-            (work / "sshd").chmod(0o755)
-            (work / "sshd" / "authorized_keys").chmod(0o644)
+        with running_sshd(work / "sshd", other_logins=[user] if user else []) as server:
             login = user or server.user
             target = Target(server.host, server.port, login, server.known_hosts, server.client_key)
             rows: list[tuple[str, list[float], list[float], float | None]] = []

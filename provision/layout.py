@@ -49,6 +49,11 @@ class RemoteLayout:
         return self.state / "tools"
 
     @property
+    def tools_python(self) -> PurePosixPath:
+        """The python of our private tools venv (uv is pip-installed there, never into the system)."""
+        return self.tools / "bin" / "python"
+
+    @property
     def uv(self) -> PurePosixPath:
         return self.tools / "bin" / "uv"
 
@@ -92,7 +97,21 @@ class RemoteLayout:
         columns: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         server_args: Sequence[str] = (),
     ) -> list[str]:
-        """The server's argv on the host: the venv's python by absolute path, ``-m mcp_sales``.
+        """The server's argv on the host: the venv's python by absolute path, ``-m mcp_sales``, then
+        :meth:`server_args`.
+
+        Raises:
+            ProfileError: more than one data file (the server reads one), or one has no file name.
+        """
+        return [str(self.python), "-m", SERVER_MODULE, *self.server_args(data_files, columns, server_args)]
+
+    def server_args(
+        self,
+        data_files: Sequence[str | PurePath] = (),
+        columns: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        server_args: Sequence[str] = (),
+    ) -> list[str]:
+        """The server's own arguments (data file, column mapping, extras): what its self-check takes too.
 
         Raises:
             ProfileError: more than one data file (the server reads one), or one has no file name.
@@ -101,10 +120,10 @@ class RemoteLayout:
             raise ProfileError(
                 f"the server reads one data file but the profile lists {len(data_files)}", hint="keep one"
             )
-        argv = [str(self.python), "-m", SERVER_MODULE]
+        args: list[str] = []
         for item in data_files:
-            argv += ["--data", str(self.data_file(item))]
+            args += ["--data", str(self.data_file(item))]
         pairs = columns.items() if isinstance(columns, Mapping) else columns
         for field, source in pairs:
-            argv += ["--column", f"{field}={source}"]
-        return [*argv, *server_args]
+            args += ["--column", f"{field}={source}"]
+        return [*args, *server_args]

@@ -60,12 +60,12 @@ def translate_aws_error(
 
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
         return CloudError(
-            "No AWS credentials found.", hint="Run `aws configure` or `aws sso login`, or set AWS_PROFILE."
+            "no AWS credentials found", hint="run `aws configure` or `aws sso login`, or set AWS_PROFILE"
         )
     if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError)):
         return CloudError(
-            f"Cannot reach the AWS API in region {region!r}.",
-            hint="Check the region name and your network connection.",
+            f"cannot reach the AWS API in region {region!r}",
+            hint="check the region name and your network connection",
         )
     if isinstance(exc, bx.ClientError):
         return _client_error(exc, region, instance_type)
@@ -80,44 +80,44 @@ def _client_error(exc: ClientError, region: str, instance_type: str | None) -> C
     what = instance_type or "this instance type"
     if code in _DENIED:
         return CloudError(
-            f"AWS denied {iam_action(op)}: your credentials lack that permission.",
-            hint="Add it to your IAM policy (docs/EC2.md lists every action mcpctl uses); "
-            "`aws sts decode-authorization-message` explains an encoded denial.",
+            f"AWS denied {iam_action(op)}: your credentials lack that permission",
+            hint="add it to your IAM policy (docs/EC2.md lists every action mcpctl uses); "
+            "`aws sts decode-authorization-message` explains an encoded denial",
         )
     if code in _BAD_CREDENTIALS:
         return CloudError(
-            "AWS rejected your credentials (expired or invalid).",
-            hint="Refresh them (`aws sso login`) or check AWS_PROFILE / AWS_ACCESS_KEY_ID.",
+            "AWS rejected your credentials (expired or invalid)",
+            hint="refresh them (`aws sso login`) or check AWS_PROFILE / AWS_ACCESS_KEY_ID",
         )
     if code in ("InstanceLimitExceeded", "VcpuLimitExceeded"):
         return CloudError(
-            f"Your account's on-demand instance (vCPU) quota in {region} is used up.",
-            hint="Stop or destroy other instances, or request a higher 'Running On-Demand Standard "
-            "instances' quota in the Service Quotas console.",
+            f"your account's on-demand instance (vCPU) quota in {region} is used up",
+            hint="stop or destroy other instances, or request a higher 'Running On-Demand Standard "
+            "instances' quota in the Service Quotas console",
         )
     if code == "InsufficientInstanceCapacity":
         return CloudError(
-            f"AWS has no spare {what} capacity in {region} right now (every zone tried).",
-            hint="Retry in a few minutes, or choose another --instance-type or --region.",
+            f"AWS has no spare {what} capacity in {region} right now (every zone tried)",
+            hint="retry in a few minutes, or choose another --instance-type or --region",
         )
     if code == "Unsupported":
         return CloudError(
-            f"{what} is not offered in the zones of {region} that were tried.",
-            hint="Choose another --instance-type (e.g. t3.small) or --region.",
+            f"{what} is not offered in the zones of {region} that were tried",
+            hint="choose another --instance-type (e.g. t3.small) or --region",
         )
     if code == "ParameterNotFound":
         return CloudError(
-            f"Canonical publishes no Ubuntu 24.04 AMI parameter in region {region}.",
-            hint="Choose another --region.",
+            f"Canonical publishes no Ubuntu 24.04 AMI parameter in region {region}",
+            hint="choose another --region",
         )
     if code == "OptInRequired":
         return CloudError(
-            f"Region {region} is not enabled for your AWS account.",
-            hint="Enable it in the account settings, or choose another --region.",
+            f"region {region} is not enabled for your AWS account",
+            hint="enable it in the account settings, or choose another --region",
         )
     if code == "DependencyViolation":
         return CloudError(
-            "A security group is still in use by a network interface.",
-            hint="Wait a minute for terminated instances to release it, then re-run destroy.",
+            "a security group is still in use by a network interface",
+            hint="wait a minute for terminated instances to release it, then re-run destroy",
         )
     return CloudError(f"AWS {op} failed in {region}: {code}: {msg}".rstrip(": "))

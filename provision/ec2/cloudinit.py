@@ -192,8 +192,8 @@ def render_user_data(
     size = len(text.encode("utf-8"))
     if size > USER_DATA_LIMIT:
         raise McpctlError(
-            f"The rendered cloud-init user-data is {size} bytes, above EC2's {USER_DATA_LIMIT}-byte limit.",
-            hint="Install fewer packages through user-data; the bootstrap can install the rest.",
+            f"the rendered cloud-init user-data is {size} bytes, above EC2's {USER_DATA_LIMIT}-byte limit",
+            hint="install fewer packages through user-data; the bootstrap can install the rest",
         )
     return text
 

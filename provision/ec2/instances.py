@@ -89,8 +89,8 @@ def arch_for_instance_type(instance_type: str, ec2: EC2Client | None = None) -> 
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "InvalidInstanceType":
                 raise CloudError(
-                    f"{instance_type!r} is not an EC2 instance type in this region.",
-                    hint="Pick another --instance-type, e.g. t3.small or t4g.small.",
+                    f"{instance_type!r} is not an EC2 instance type in this region",
+                    hint="pick another --instance-type, e.g. t3.small or t4g.small",
                 ) from exc
             if code not in ("UnauthorizedOperation", "AccessDenied"):
                 raise
@@ -111,7 +111,7 @@ def ubuntu_ami(ssm: SSMClient, arch: str) -> str:
     """
     value = ssm.get_parameter(Name=AMI_PARAMETER.format(arch=arch))["Parameter"].get("Value", "")
     if not value.startswith("ami-"):
-        raise CloudError(f"The Ubuntu AMI parameter holds {value!r}, not an AMI id.")
+        raise CloudError(f"the Ubuntu AMI parameter holds {value!r}, not an AMI id")
     return value
 
 
@@ -149,8 +149,8 @@ def run_instance(
     subnets = sorted(subnets, key=lambda s: s.get("AvailabilityZone", ""))
     if not subnets:
         raise CloudError(
-            f"The default VPC {vpc_id} in {spec.region} has no default subnet.",
-            hint=f"Create one: aws ec2 create-default-subnet --availability-zone ZONE --region {spec.region}",
+            f"the default VPC {vpc_id} in {spec.region} has no default subnet",
+            hint=f"create one: aws ec2 create-default-subnet --availability-zone ZONE --region {spec.region}",
         )
     from botocore.exceptions import ClientError
 

@@ -73,8 +73,8 @@ def load_client_key(keys_dir: Path, profile: str) -> ClientKey | None:
         key = asyncssh.read_private_key(path)
     except (OSError, asyncssh.KeyImportError) as exc:
         raise McpctlError(
-            f"Cannot read the SSH client key {path}: {exc}.",
-            hint="Fix or remove the file (a new key is then generated).",
+            f"cannot read the SSH client key {path}: {exc}",
+            hint="fix or remove the file (a new key is then generated)",
         ) from exc
     if path.stat().st_mode & 0o077:
         path.chmod(0o600)  # OpenSSH refuses private keys that others can read
@@ -97,9 +97,7 @@ def remove_client_key(keys_dir: Path, profile: str) -> list[Path]:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise McpctlError(
-                f"Cannot remove {p}: {exc.strerror or exc}.", hint="Remove it by hand."
-            ) from exc
+            raise McpctlError(f"cannot remove {p}: {exc.strerror or exc}", hint="remove it by hand") from exc
     return removed
 
 
@@ -135,8 +133,8 @@ def ensure_key_pair(ec2: EC2Client, spec: Ec2Spec, key: ClientKey, remote: Remot
     if remote is not None:
         if not remote.ours:
             raise McpctlError(
-                f"EC2 key pair {spec.name} exists, differs from {key.path}, and was not created by mcpctl.",
-                hint=f"Delete it (aws ec2 delete-key-pair --key-name {spec.name}) or use another profile.",
+                f"EC2 key pair {spec.name} exists, differs from {key.path}, and was not created by mcpctl",
+                hint=f"delete it (aws ec2 delete-key-pair --key-name {spec.name}) or use another profile",
             )
         # Ours, and no instance uses it (else we would be resuming): replacing it is safe.
         ec2.delete_key_pair(KeyName=spec.name)

@@ -352,16 +352,16 @@ def _resume(c: Ec2Clients, spec: Ec2Spec, keys_dir: Path, found: _Found, how: _R
     key = load_client_key(keys_dir, spec.profile)
     if key is None:
         raise McpctlError(
-            f"Instance {inst.instance_id} exists but its SSH client key "
-            f"{client_key_path(keys_dir, spec.profile)} is missing.",
-            hint=f"Restore the file, or run `mcpctl destroy {spec.profile}` and provision again.",
+            f"instance {inst.instance_id} exists but its SSH client key "
+            f"{client_key_path(keys_dir, spec.profile)} is missing",
+            hint=f"restore the file, or run `mcpctl destroy {spec.profile}` and provision again",
         )
     changes = [Change("instance", "reused", inst.instance_id)]
     report("instance", f"found {inst.instance_id} ({inst.state})")
     if found.sg_id is None:
         raise CloudError(
-            f"Instance {inst.instance_id} exists but its security group {spec.name} is gone.",
-            hint=f"Run `mcpctl destroy {spec.profile}` and provision again.",
+            f"instance {inst.instance_id} exists but its security group {spec.name} is gone",
+            hint=f"run `mcpctl destroy {spec.profile}` and provision again",
         )
     changes += sync_ssh_rule(ec2, found.sg_id, found.sg_permissions, found.cidr, report)
     if inst.state in ("stopping", "stopped"):

@@ -92,8 +92,8 @@ def ec2_profile(name: str, command: str) -> tuple[Profile, str]:
     if profile.kind != "ec2":
         instead = _INSTEAD.get(command, {}).get(profile.kind, "").format(name=name)
         raise ProfileError(
-            f"`mcpctl {command}` applies only to EC2 profiles, and '{name}' is a {profile.kind} profile"
-            + (f"; {instead}." if instead else ".")
+            f"`mcpctl {command}` applies only to EC2 profiles, and '{name}' is a {profile.kind} profile",
+            hint=instead or None,
         )
     return profile, _region(profile)
 
@@ -102,8 +102,8 @@ def _region(profile: Profile) -> str:
     region = profile.ec2.region if profile.ec2 is not None else None
     if not region:
         raise ProfileError(
-            f"profile '{profile.name}' records no EC2 region; "
-            f"re-run `mcpctl provision {profile.name} --ec2 --region REGION`."
+            f"profile '{profile.name}' records no EC2 region",
+            hint=f"re-run `mcpctl provision {profile.name} --ec2 --region REGION`",
         )
     return region
 
@@ -209,14 +209,15 @@ def _ensure_running(
     inst = power.find_instance(profile.name, region, clients=clients)
     if inst is None:
         raise CloudError(
-            f"No EC2 instance in {region} is tagged for profile '{profile.name}' (destroyed?).",
-            hint=f"Launch one with `mcpctl provision {profile.name} --ec2`.",
+            f"no EC2 instance in {region} is tagged for profile '{profile.name}' (destroyed?)",
+            hint=f"launch one with `mcpctl provision {profile.name} --ec2`",
         )
     recorded = profile.ec2.instance_id if profile.ec2 is not None else None
     if recorded and inst.instance_id != recorded:
         raise ProfileError(
-            f"profile '{profile.name}' records instance {recorded}, but AWS tags {inst.instance_id} for it; "
-            f"run `mcpctl provision {profile.name} --ec2` to adopt it (its host key is re-read from AWS)."
+            f"profile '{profile.name}' records instance {recorded}, but AWS tags {inst.instance_id} for it",
+            hint=f"run `mcpctl provision {profile.name} --ec2` to adopt it "
+            "(its host key is re-read from AWS)",
         )
     resolve = runtime.endpoint or public_endpoint
     if inst.state == "running":

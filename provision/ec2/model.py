@@ -85,15 +85,17 @@ class Ec2Spec:
     def __post_init__(self) -> None:
         if not _PROFILE_RE.match(self.profile):
             raise ProfileError(
-                f"Profile name {self.profile!r} cannot name AWS resources.",
-                hint="Use letters, digits, '.', '_' or '-' (at most 63).",
+                f"profile name {self.profile!r} cannot name AWS resources",
+                hint="use letters, digits, '.', '_' or '-' (at most 63)",
             )
         if not _TYPE_RE.match(self.instance_type):
-            raise ProfileError(f"{self.instance_type!r} is not an EC2 instance type.", hint="e.g. t3.small")
+            raise ProfileError(
+                f"{self.instance_type!r} is not an EC2 instance type", hint="use one such as t3.small"
+            )
         if not 8 <= self.volume_gb <= 16384:
-            raise ProfileError(f"volume_gb {self.volume_gb} is out of range.", hint="Use 8 to 16384 GB.")
+            raise ProfileError(f"volume_gb {self.volume_gb} is out of range", hint="use 8 to 16384 GB")
         if self.autostop_minutes < 0:
-            raise ProfileError("autostop_minutes cannot be negative.", hint="Use 0 to turn autostop off.")
+            raise ProfileError("autostop_minutes cannot be negative", hint="use 0 to turn autostop off")
 
     @property
     def name(self) -> str:
@@ -165,8 +167,8 @@ def public_endpoint(instance: Ec2Instance) -> SshEndpoint:
     """
     if not instance.public_ip:
         raise CloudError(
-            f"Instance {instance.instance_id} has no public IP address.",
-            hint="mcpctl needs a public IPv4 address; check the default subnet's settings.",
+            f"instance {instance.instance_id} has no public IP address",
+            hint="mcpctl needs a public IPv4 address: check the default subnet's settings",
         )
     return SshEndpoint(instance.public_ip, 22, LOGIN_USER)
 

@@ -32,12 +32,12 @@ def normalize_cidr(cidr: str, *, allow_world: bool = False) -> str:
         net = ipaddress.ip_network(cidr.strip(), strict=False)
     except ValueError as exc:
         raise ProfileError(
-            f"{cidr!r} is not an IP address or CIDR range.", hint="Pass your address, e.g. 203.0.113.7/32."
+            f"{cidr!r} is not an IP address or CIDR range", hint="pass your address, e.g. 203.0.113.7/32"
         ) from exc
     if net.prefixlen < _MIN_PREFIX[net.version] and not allow_world:
         raise ProfileError(
-            f"Refusing to open SSH to {net} ({net.num_addresses} addresses).",
-            hint="Use your own address (a /32), or allow wide ranges explicitly (--allow-world).",
+            f"refusing to open SSH to {net} ({net.num_addresses} addresses)",
+            hint="use your own address (a /32), or allow wide ranges explicitly (--allow-world)",
         )
     return str(net)
 
@@ -58,8 +58,8 @@ def detect_public_ip(fetch: Callable[[str, float], str] | None = None, timeout_s
         return str(ipaddress.ip_address(body))
     except (OSError, ValueError) as exc:
         raise CloudError(
-            f"Could not detect your public IP address via {CHECKIP_URL}.",
-            hint="Pass it explicitly with --ssh-cidr (e.g. 203.0.113.7/32).",
+            f"could not detect your public IP address via {CHECKIP_URL}",
+            hint="pass it explicitly with --ssh-cidr (e.g. 203.0.113.7/32)",
         ) from exc
 
 
@@ -80,8 +80,8 @@ def default_vpc(ec2: EC2Client, region: str) -> str:
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
     if not vpcs:
         raise CloudError(
-            f"Region {region} has no default VPC.",
-            hint=f"Create one: aws ec2 create-default-vpc --region {region}",
+            f"region {region} has no default VPC",
+            hint=f"create one: aws ec2 create-default-vpc --region {region}",
         )
     return vpcs[0]["VpcId"]
 
@@ -102,9 +102,9 @@ def find_security_group(
     group = groups[0]
     if tag_value(group.get("Tags", []), TAG_PROFILE) != spec.profile:
         raise CloudError(
-            f"Security group {spec.name} ({group['GroupId']}) exists in {vpc_id} but was not created "
-            "by mcpctl for this profile.",
-            hint="Delete or rename it, or use another profile name.",
+            f"security group {spec.name} ({group['GroupId']}) exists in {vpc_id} but was not created "
+            "by mcpctl for this profile",
+            hint="delete or rename it, or use another profile name",
         )
     return group["GroupId"], list(group.get("IpPermissions", []))
 

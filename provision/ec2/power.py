@@ -47,8 +47,8 @@ def find_instance(profile: str, region: str, *, clients: Ec2Clients | None = Non
         if len(found) > 1:
             ids = ", ".join(sorted(i["InstanceId"] for i in found))
             raise CloudError(
-                f"Several EC2 instances in {region} are tagged {TAG_PROFILE}={profile}: {ids}.",
-                hint="Terminate the extra ones (aws ec2 terminate-instances --instance-ids ...) and re-run.",
+                f"several EC2 instances in {region} are tagged {TAG_PROFILE}={profile}: {ids}",
+                hint="terminate the extra ones (aws ec2 terminate-instances --instance-ids ...) and re-run",
             )
         return to_instance(found[0]) if found else None
 
@@ -147,8 +147,8 @@ def destroy(
         while leftovers := _leftovers(ec2, profile):
             if pacing.clock() >= deadline:
                 raise CloudError(
-                    f"After destroy, AWS still lists for profile {profile}: {', '.join(leftovers)}.",
-                    hint="Re-run destroy in a minute, or remove them in the EC2 console.",
+                    f"after destroy, AWS still lists for profile {profile}: {', '.join(leftovers)}",
+                    hint="re-run destroy in a minute, or remove them in the EC2 console",
                 )
             pacing.sleep(pacing.poll_s)  # describe calls are eventually consistent after deletes
         return DestroyReport(tuple(ids), tuple(sorted(sgs)), tuple(sorted(keys)))
@@ -172,7 +172,7 @@ def _require_instance(profile: str, region: str, c: Ec2Clients) -> Ec2Instance:
     inst = find_instance(profile, region, clients=c)
     if inst is None:
         raise CloudError(
-            f"No EC2 instance in {region} is tagged {TAG_PROFILE}={profile}.",
-            hint=f"Launch one with `mcpctl provision {profile} --ec2`.",
+            f"no EC2 instance in {region} is tagged {TAG_PROFILE}={profile}",
+            hint=f"launch one with `mcpctl provision {profile} --ec2`",
         )
     return inst

@@ -123,8 +123,8 @@ def existing_ec2_profile(name: str) -> Profile | None:
         return None
     if profile.kind != "ec2":
         raise ProfileError(
-            f"profile '{name}' is a {profile.kind} profile, not an EC2 one; choose another name or "
-            f"remove it with `mcpctl profile remove {name}`."
+            f"profile '{name}' is a {profile.kind} profile, not an EC2 one",
+            hint=f"choose another name or remove it with `mcpctl profile remove {name}`",
         )
     return profile
 
@@ -142,8 +142,8 @@ def default_region() -> str | None:
         return boto3.Session().region_name
     except BotoCoreError as exc:
         raise CloudError(
-            f"Cannot read your AWS configuration: {exc}.",
-            hint="Fix AWS_PROFILE or ~/.aws/config, or pass --region.",
+            f"cannot read your AWS configuration: {exc}",
+            hint="fix AWS_PROFILE or ~/.aws/config, or pass --region",
         ) from exc
 
 
@@ -162,12 +162,12 @@ def resolve_spec(name: str, existing: Profile | None, **options: Unpack[SpecOpti
     chosen = options.get("region") or saved.region or default_region()
     if not chosen:
         raise CloudError(
-            "No AWS region chosen.", hint="Pass --region (e.g. eu-west-1) or set AWS_REGION / AWS_PROFILE."
+            "no AWS region chosen", hint="pass --region (e.g. eu-west-1) or set AWS_REGION / AWS_PROFILE"
         )
     if saved.region and saved.instance_id and chosen != saved.region:
         raise ProfileError(
-            f"profile '{name}' has its instance {saved.instance_id} in {saved.region}, not {chosen}; "
-            f"run `mcpctl destroy {name}` first to move it, or use another profile name."
+            f"profile '{name}' has its instance {saved.instance_id} in {saved.region}, not {chosen}",
+            hint=f"run `mcpctl destroy {name}` first to move it, or use another profile name",
         )
     base = Ec2Spec(
         profile=name,
@@ -338,7 +338,7 @@ def pinned_key(known_hosts: Path, name: str) -> str | None:
         return None
     except OSError as exc:
         raise ProfileError(
-            f"cannot read {known_hosts}: {exc.strerror or exc}; check its permissions."
+            f"cannot read {known_hosts}: {exc.strerror or exc}", hint="check its permissions"
         ) from exc
     for line in lines:
         fields = line.split()
@@ -364,9 +364,10 @@ def pin_launch_key(profile: Profile, launched: Ec2Launch) -> str | None:
             return None  # the user-data was cleared (key rotated); the pinned entry is the record
         raise HostKeyError(
             f"the host key of instance {launched.instance.instance_id} is neither in its user-data nor "
-            f"pinned in {path}; add the line '{alias} ssh-ed25519 AAAA...' (the host's "
+            f"pinned in {path}",
+            hint=f"add the line '{alias} ssh-ed25519 AAAA...' (the host's "
             f"/etc/ssh/ssh_host_ed25519_key.pub) there, or `mcpctl destroy {profile.name}` and "
-            "provision again."
+            "provision again",
         )
     key = parse_host_key(launched.host_key_line)
     if current == key.public_key_line:
@@ -425,6 +426,6 @@ def cloud_init_outcome(result: RunResult) -> str:
         return "not installed (nothing to wait for)"
     detail = " ".join((result.stdout.strip() or result.stderr.strip() or "no output").split())[-300:]
     raise RemoteError(
-        f"cloud-init failed on the host (exit status {result.exit_status}: {detail}); read "
-        "/var/log/cloud-init-output.log there, then re-run provision or destroy the instance."
+        f"cloud-init failed on the host (exit status {result.exit_status}: {detail})",
+        hint="read /var/log/cloud-init-output.log there, then re-run provision or destroy the instance",
     )

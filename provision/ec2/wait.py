@@ -53,9 +53,9 @@ def wait_state(
         except Exception:  # the state reason is a courtesy; the timeout is the error
             reason = ""
         raise CloudError(
-            f"Instance {instance_id} did not become {waiter.removeprefix('instance_')} in time"
-            + (f" ({reason})." if reason else "."),
-            hint="Look at it in the EC2 console; re-running the command continues from where it is.",
+            f"instance {instance_id} did not become {waiter.removeprefix('instance_')} in time"
+            + (f" ({reason})" if reason else ""),
+            hint="look at it in the EC2 console; re-running the command continues from where it is",
         ) from exc
 
 
@@ -106,8 +106,8 @@ def wait_ssh(
             return
         if pacing.clock() >= end:
             raise ConnectError(
-                f"{host}:{port} did not answer with an SSH banner in time.",
-                hint="Check that your current public IP is the one allowed (re-run provision to update the "
-                "rule) and that outbound port 22 is not blocked where you are.",
+                f"{host}:{port} did not answer with an SSH banner in time",
+                hint="check that your current public IP is the one allowed (re-run provision to update the "
+                "rule) and that outbound port 22 is not blocked where you are",
             )
         pacing.sleep(pacing.poll_s)

@@ -12,10 +12,11 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provision.errors import RemoteError
+from provision.layout import SERVER_MODULE, RemoteLayout
 from provision.shell import env_prefix
 
 if TYPE_CHECKING:
@@ -77,21 +78,6 @@ class BootstrapReport:
         return not self.changed
 
 
-def remote_paths(remote_dir: str) -> dict[str, str]:
-    """Absolute paths of everything bootstrap manages under ``remote_dir``."""
-    root = PurePosixPath(remote_dir)
-    return {
-        "root": str(root),
-        "state": str(root / ".mcpctl"),
-        "tools": str(root / ".mcpctl" / "tools"),
-        "uv": str(root / ".mcpctl" / "tools" / "bin" / "uv"),
-        "stamp": str(root / ".mcpctl" / "bootstrap.json"),
-        "venv": str(root / ".venv"),
-        "python": str(root / ".venv" / "bin" / "python"),
-        "data": str(root / "data"),
-    }
-
-
 def parse_probe(output: str) -> HostFacts:
     """Parse the probe's KEY=VALUE output (anything before the marker is rc-file noise).
 
@@ -99,7 +85,9 @@ def parse_probe(output: str) -> HostFacts:
         RemoteError: If the output has no marker (the probe did not run).
     """
     if _PROBE_MARKER not in output:
-        raise RemoteError("the host probe printed nothing we understand; check that /bin/sh works there.")
+        raise RemoteError(
+            "the host probe printed nothing we understand", hint="check that /bin/sh works there"
+        )
     values: dict[str, str] = {}
     for line in output.split(_PROBE_MARKER, 1)[1].splitlines():
         key, sep, value = line.partition("=")
@@ -127,31 +115,34 @@ def check_facts(facts: HostFacts, remote_dir: str) -> None:
             or a remote directory whose nearest existing parent is not writable.
     """
     if facts.os != "Linux":
-        raise RemoteError(f"the host runs {facts.os}, not Linux; mcpctl installs only on Linux hosts.")
+        raise RemoteError(f"the host runs {facts.os}, not Linux", hint="mcpctl installs only on Linux hosts")
     wanted = ".".join(map(str, MIN_PYTHON))
     if not facts.python:
         raise RemoteError(
-            f"the host has no python3; install Python {wanted}+ there "
-            "(Debian/Ubuntu: sudo apt-get install -y python3 python3-venv) and re-run."
+            "the host has no python3",
+            hint=f"install Python {wanted}+ there "
+            "(Debian/Ubuntu: sudo apt-get install -y python3 python3-venv) and re-run",
         )
     if facts.python_version < MIN_PYTHON:
         found = ".".join(map(str, facts.python_version)) or "unknown"
         raise RemoteError(
-            f"the host's python3 is {found}, older than {wanted}; install a newer python3 there and re-run."
+            f"the host's python3 is {found}, older than {wanted}",
+            hint="install a newer python3 there and re-run",
         )
     if not facts.has_venv:
         raise RemoteError(
-            "the host's python3 has no venv/ensurepip module; install it there "
-            "(Debian/Ubuntu: sudo apt-get install -y python3-venv) and re-run."
+            "the host's python3 has no venv/ensurepip module",
+            hint="install it there (Debian/Ubuntu: sudo apt-get install -y python3-venv) and re-run",
         )
     if not facts.writable:
         raise RemoteError(
-            f"{remote_dir} cannot be created by this user; choose a writable remote_dir in the profile."
+            f"{remote_dir} cannot be created by this user",
+            hint="choose a writable remote_dir in the profile",
         )
     if 0 <= facts.free_mb < MIN_FREE_MB:
         raise RemoteError(
-            f"only {facts.free_mb} MB free on the disk holding {remote_dir}; "
-            f"mcpctl needs about {MIN_FREE_MB} MB: free some space or grow the disk."
+            f"only {facts.free_mb} MB free on the disk holding {remote_dir}",
+            hint=f"mcpctl needs about {MIN_FREE_MB} MB: free some space or grow the disk",
         )
 
 
@@ -185,19 +176,19 @@ async def _read_stamp(remote: Remote, stamp: str) -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
-async def ensure_uv(remote: Remote, facts: HostFacts, paths: dict[str, str]) -> bool:
+async def ensure_uv(remote: Remote, facts: HostFacts, layout: RemoteLayout) -> bool:
     """Install uv ``UV_VERSION`` into a private venv (never the system's); return True if installed.
 
     Raises:
         RemoteError: If the venv or the pip install fails (the message has pip's last lines).
     """
-    found = await remote.run([paths["uv"], "--version"], check=False)
+    found = await remote.run([str(layout.uv), "--version"], check=False)
     if found.exit_status == 0 and UV_VERSION in found.stdout.split():
         return False
-    await remote.run([facts.python, "-m", "venv", "--clear", paths["tools"]], timeout=300)
+    await remote.run([facts.python, "-m", "venv", "--clear", str(layout.tools)], timeout=300)
     await remote.run(
         [
-            f"{paths['tools']}/bin/python",
+            str(layout.tools_python),
             "-m",
             "pip",
             "install",
@@ -210,7 +201,7 @@ async def ensure_uv(remote: Remote, facts: HostFacts, paths: dict[str, str]) -> 
     return True
 
 
-async def install_environment(remote: Remote, facts: HostFacts, paths: dict[str, str]) -> None:
+async def install_environment(remote: Remote, facts: HostFacts, layout: RemoteLayout) -> None:
     """``uv sync --frozen --no-dev`` into ``remote_dir/.venv`` with bytecode compiled.
 
     Bytecode compiled at install time saves 1-3 s on every server launch, inside Claude's 60 s budget.
@@ -220,7 +211,7 @@ async def install_environment(remote: Remote, facts: HostFacts, paths: dict[str,
     """
     env = {
         "UV_COMPILE_BYTECODE": "1",
-        "UV_PROJECT_ENVIRONMENT": paths["venv"],
+        "UV_PROJECT_ENVIRONMENT": str(layout.venv),
         "UV_PYTHON": facts.python,
         "UV_PYTHON_DOWNLOADS": "never",
         "UV_NO_PROGRESS": "1",
@@ -228,25 +219,25 @@ async def install_environment(remote: Remote, facts: HostFacts, paths: dict[str,
         # their own CA there, and it is what pip and curl on the host already use.
         "UV_SYSTEM_CERTS": "1",
     }
-    argv = [*env_prefix(env), paths["uv"], "sync", "--frozen", "--no-dev", "--project", paths["root"]]
+    argv = [*env_prefix(env), str(layout.uv), "sync", "--frozen", "--no-dev", "--project", str(layout.root)]
     await remote.run(argv, timeout=1800)
 
 
-async def self_check(remote: Remote, paths: dict[str, str], server_args: Sequence[str]) -> str:
+async def self_check(remote: Remote, layout: RemoteLayout, server_args: Sequence[str]) -> str:
     """Run ``python -m mcp_sales check`` remotely with the server's own arguments; return its output.
 
     Raises:
         RemoteError: If the check fails (its message says what is wrong with the data or environment).
     """
     result = await remote.run(
-        [paths["python"], "-m", "mcp_sales", "check", *server_args], check=False, timeout=300
+        [str(layout.python), "-m", SERVER_MODULE, "check", *server_args], check=False, timeout=300
     )
     if result.exit_status != 0:
         lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
         reason = lines[-1].rstrip(".") if lines else "no output"
         raise RemoteError(
-            f"the server's self-check failed on the host: {reason}.",
-            hint="fix the data or mapping in the profile, then run `mcpctl provision` again.",
+            f"the server's self-check failed on the host: {reason}",
+            hint="fix the data or mapping in the profile, then run `mcpctl provision` again",
         )
     return result.stdout
 
@@ -276,7 +267,7 @@ async def bootstrap(
         RemoteError: If the host does not qualify or a step fails.
     """
     report = BootstrapReport()
-    paths = remote_paths(remote_dir)
+    layout = RemoteLayout.of(remote_dir)
 
     def done(phase: str, started: float, detail: str) -> None:
         elapsed = time.perf_counter() - started
@@ -298,21 +289,21 @@ async def bootstrap(
         done("sync", started, "files updated" if changed else "up to date")
 
     fingerprint = lock_fingerprint(project_root, facts.python_version)
-    stamp = await _read_stamp(remote, paths["stamp"])
+    stamp = await _read_stamp(remote, str(layout.stamp))
     current = stamp.get("fingerprint") == fingerprint
     if current and not force:
-        venv_ok = (await remote.run(["test", "-x", paths["python"]], check=False)).exit_status == 0
+        venv_ok = (await remote.run(["test", "-x", str(layout.python)], check=False)).exit_status == 0
         current = venv_ok
 
     started = time.perf_counter()
     if current and not force:
         done("environment", started, "up to date")
     else:
-        installed_uv = await ensure_uv(remote, facts, paths)
-        await install_environment(remote, facts, paths)
-        await remote.run(["mkdir", "-p", paths["state"]])
+        installed_uv = await ensure_uv(remote, facts, layout)
+        await install_environment(remote, facts, layout)
+        await remote.run(["mkdir", "-p", str(layout.state)])
         await remote.run(
-            ["/bin/sh", "-c", 'cat > "$1.tmp" && mv -f "$1.tmp" "$1"', "stamp", paths["stamp"]],
+            ["/bin/sh", "-c", 'cat > "$1.tmp" && mv -f "$1.tmp" "$1"', "stamp", str(layout.stamp)],
             input=json.dumps({"fingerprint": fingerprint, "uv": UV_VERSION, "python": py}) + "\n",
         )
         report.changed = True
@@ -320,6 +311,6 @@ async def bootstrap(
 
     if report.changed or force:
         started = time.perf_counter()
-        report.check_output = await self_check(remote, paths, server_args)
+        report.check_output = await self_check(remote, layout, server_args)
         done("check", started, "server starts and answers")
     return report

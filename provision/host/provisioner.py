@@ -56,8 +56,7 @@ def project_root() -> Path:
 
 def server_args(profile: Profile) -> list[str]:
     """The server's data and column arguments as the client entry passes them (without the python)."""
-    layout = RemoteLayout.of(profile.remote_dir)
-    return layout.server_argv(profile.data, profile.columns, profile.server_args)[3:]
+    return RemoteLayout.of(profile.remote_dir).server_args(profile.data, profile.columns, profile.server_args)
 
 
 def _existing(name: str) -> Profile | None:

@@ -317,7 +317,7 @@ def test_stop_and_start(aws: e.Ec2Clients, tmp_path: Path, pacing: e.Pacing) -> 
     assert started.state == "running"
     assert started.instance_id == first.instance.instance_id
     assert started.public_ip  # a fresh address; the host-key alias does not depend on it
-    with pytest.raises(CloudError, match="No EC2 instance"):
+    with pytest.raises(CloudError, match="no EC2 instance"):
         e.start("other", REGION, clients=aws, pacing=pacing)
 
 
@@ -446,7 +446,7 @@ def test_world_open_ssh_is_refused_before_anything_is_created(
     aws: e.Ec2Clients, tmp_path: Path, pacing: e.Pacing
 ) -> None:
     for cidr in ("0.0.0.0/0", "::/0", "10.0.0.0/16"):
-        with pytest.raises(ProfileError, match="Refusing"):
+        with pytest.raises(ProfileError, match="refusing"):
             run(aws, tmp_path, pacing, spec(ssh_cidr=cidr))
     assert key_pairs(aws) == [] and groups_named(aws, "mcpctl-sales") == []
     assert not (tmp_path / "mcpctl-sales").exists()
@@ -457,7 +457,7 @@ def test_normalize_cidr() -> None:
     assert e.normalize_cidr(" 2001:db8::1 ") == "2001:db8::1/128"
     assert e.normalize_cidr("198.51.100.0/24") == "198.51.100.0/24"
     assert e.normalize_cidr("0.0.0.0/0", allow_world=True) == "0.0.0.0/0"
-    with pytest.raises(ProfileError, match="Refusing"):
+    with pytest.raises(ProfileError, match="refusing"):
         e.normalize_cidr("198.51.100.0/23")
     with pytest.raises(ProfileError, match="not an IP"):
         e.normalize_cidr("my-laptop")
@@ -635,7 +635,7 @@ def test_no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata probe: no network
     clients = e.make_clients(REGION, boto3.Session())
-    with pytest.raises(CloudError, match="No AWS credentials") as err:
+    with pytest.raises(CloudError, match="no AWS credentials") as err:
         e.find_instance("sales", REGION, clients=clients)
     assert "aws sso login" in str(err.value)
 
@@ -681,7 +681,7 @@ def test_translate_leaves_foreign_errors_alone() -> None:
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
     assert e.translate_aws_error(ValueError("x"), REGION) is None
-    assert "No AWS credentials" in str(e.translate_aws_error(NoCredentialsError(), REGION))
+    assert "no AWS credentials" in str(e.translate_aws_error(NoCredentialsError(), REGION))
     unreachable = e.translate_aws_error(EndpointConnectionError(endpoint_url="https://x"), "mars-1")
     assert unreachable is not None and "mars-1" in str(unreachable)
 
@@ -705,7 +705,7 @@ def test_client_key_is_generated_once_and_private(tmp_path: Path) -> None:
 
 def test_unreadable_client_key_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "mcpctl-sales").write_text("not a key")
-    with pytest.raises(McpctlError, match="Cannot read the SSH client key"):
+    with pytest.raises(McpctlError, match="cannot read the SSH client key"):
         e.ensure_client_key(tmp_path, "sales")
 
 

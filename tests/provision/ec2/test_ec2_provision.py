@@ -382,7 +382,7 @@ def test_resolve_spec_without_any_region(monkeypatch: pytest.MonkeyPatch, tmp_pa
         monkeypatch.delenv(var, raising=False)
     (tmp_path / "config").write_text("")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-    with pytest.raises(CloudError, match="No AWS region") as err:
+    with pytest.raises(CloudError, match="no AWS region") as err:
         resolve_spec("web", None)
     assert err.value.exit_code == 7 and "--region" in str(err.value)
     # a misspelt AWS_PROFILE is one clear line too, not a traceback
@@ -503,7 +503,7 @@ def test_cli_without_aws_credentials_exits_7(
         app, ["provision", "nocreds", "--ec2", "--region", REGION, "--ssh-cidr", MY_CIDR]
     )
     assert result.exit_code == 7, result.output
-    assert "No AWS credentials found" in flat(result.output) and "aws sso login" in flat(result.output)
+    assert "no AWS credentials found" in flat(result.output) and "aws sso login" in flat(result.output)
     assert not (profiles_dir() / "nocreds.toml").exists()
 
 

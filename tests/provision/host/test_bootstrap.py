@@ -32,8 +32,8 @@ from provision.host.bootstrap import (
     check_facts,
     lock_fingerprint,
     parse_probe,
-    remote_paths,
 )
+from provision.layout import RemoteLayout
 from provision.ssh.remote import Remote, connect
 from provision.sync import HashCache, SyncSource, sync
 
@@ -150,6 +150,7 @@ def test_check_facts_refuses_with_what_to_do(change: dict[str, Any], expected: s
         check_facts(facts, "/srv/app")
     assert expected in str(caught.value)
     assert caught.value.exit_code == 5
+    assert caught.value.hint and not str(caught.value).endswith(".")  # what to do, in the one style
 
 
 def test_check_facts_accepts_exactly_the_minimum_free_space() -> None:
@@ -183,14 +184,6 @@ def test_lock_fingerprint_changes_with_the_lock_and_pyproject(project: Path, nam
 
 def test_lock_fingerprint_changes_with_the_python_minor(project: Path) -> None:
     assert lock_fingerprint(project, (3, 11, 2)) != lock_fingerprint(project, (3, 12, 0))
-
-
-def test_remote_paths_are_absolute_and_under_the_remote_dir() -> None:
-    paths = remote_paths("/srv/app")
-    assert paths["python"] == "/srv/app/.venv/bin/python"
-    assert paths["uv"] == "/srv/app/.mcpctl/tools/bin/uv"
-    assert paths["stamp"] == "/srv/app/.mcpctl/bootstrap.json"
-    assert all(p.startswith("/srv/app") for p in paths.values())
 
 
 # ------------------------------------------------------------------------------- over the real sshd
@@ -310,13 +303,13 @@ echo "ok   standin  argv: $*"
 async def _standin_environment(remote: Remote, remote_dir: str, project: Path) -> None:
     """Install the stand-in: the venv's python and a stamp that matches this checkout's lock."""
     facts = await bootstrap.probe(remote, remote_dir)
-    paths = remote_paths(remote_dir)
+    layout = RemoteLayout.of(remote_dir)
     stamp = {"fingerprint": lock_fingerprint(project, facts.python_version), "uv": "x", "python": "x"}
-    await remote.run(["mkdir", "-p", f"{paths['venv']}/bin", paths["state"]])
+    await remote.run(["mkdir", "-p", str(layout.python.parent), str(layout.state)])
     await remote.run(
-        ["/bin/sh", "-c", 'cat > "$1" && chmod 755 "$1"', "w", paths["python"]], input=STANDIN_PYTHON
+        ["/bin/sh", "-c", 'cat > "$1" && chmod 755 "$1"', "w", str(layout.python)], input=STANDIN_PYTHON
     )
-    await remote.run(["/bin/sh", "-c", 'cat > "$1"', "w", paths["stamp"]], input=json.dumps(stamp) + "\n")
+    await remote.run(["/bin/sh", "-c", 'cat > "$1"', "w", str(layout.stamp)], input=json.dumps(stamp) + "\n")
 
 
 @pytest.mark.anyio
@@ -389,7 +382,7 @@ async def test_a_failing_self_check_is_a_remote_error_with_its_last_line(
     with anyio.fail_after(BOUND):
         async with connect(target) as remote:
             await _standin_environment(remote, remote_dir, REPO)
-            await remote.run(["touch", remote_paths(remote_dir)["python"] + ".fail"])
+            await remote.run(["touch", f"{RemoteLayout.of(remote_dir).python}.fail"])
             with pytest.raises(RemoteError) as caught:
                 await bootstrap.bootstrap(
                     remote, remote_dir=remote_dir, project_root=REPO, server_args=[], sync_code=files_changed

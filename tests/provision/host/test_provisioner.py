@@ -35,8 +35,9 @@ from typer.testing import CliRunner
 from provision.cli.app import app
 from provision.errors import ConnectError, HostKeyError, ProfileError
 from provision.host import provisioner
-from provision.host.bootstrap import UV_VERSION, remote_paths
+from provision.host.bootstrap import UV_VERSION
 from provision.host.provisioner import ProvisionResult
+from provision.layout import RemoteLayout
 from provision.profiles import Profile, known_hosts_path, list_profiles, load_profile, save_profile
 from provision.ssh import sandbox
 from provision.ssh.remote import pin_host_key
@@ -294,10 +295,10 @@ def test_provision_sandbox_saves_the_profile_pinned_from_the_sandbox_files(on_sa
 
 @pytest.mark.slow
 def test_the_host_has_the_environment_the_code_and_the_data(installed: Installed) -> None:
-    paths = remote_paths(installed.result.profile.remote_dir)
-    assert os.access(paths["python"], os.X_OK)
-    assert os.access(paths["uv"], os.X_OK)
-    stamp = json.loads(Path(paths["stamp"]).read_text())
+    layout = RemoteLayout.of(installed.result.profile.remote_dir)
+    assert os.access(layout.python, os.X_OK)
+    assert os.access(layout.uv, os.X_OK)
+    stamp = json.loads(Path(layout.stamp).read_text())
     assert stamp["uv"] == UV_VERSION and stamp["fingerprint"]
     assert (installed.remote_dir / "mcp_sales" / "server.py").is_file()
     assert (installed.remote_dir / "uv.lock").read_bytes() == (REPO / "uv.lock").read_bytes()
