@@ -38,7 +38,8 @@ from rich.console import Console
 from rich.table import Table
 
 from provision.ssh import remote as remote_module
-from provision.ssh.remote import Target, connect
+from provision.ssh.remote import connect
+from provision.ssh.target import Target
 from provision.sync import HashCache, SyncSource, sync
 from tests.sshd import SshdServer, ensure_quiet_user, running_sshd
 

@@ -91,3 +91,27 @@ class ClientConfigChanged(ClientConfigError):
 
 class OptionError(McpctlError):
     """A command-line option is malformed, or does not fit the command or the other options given."""
+
+
+class KeyNeedsPassphrase(ProfileError):
+    """The private key file at ``path`` is encrypted: nobody is there to type its passphrase when a
+    client starts the server, so only an ssh-agent holding the key can use it."""
+
+    def __init__(self, path: Path, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class KeyFileError(McpctlError):
+    """A key file mcpctl keeps at ``path`` cannot be used; ``problem`` says why: ``"unreadable"`` (not
+    a private key), ``"lost"`` (only its ``.pub`` is left) or ``"unwritable"``, and ``detail`` is the
+    reason the system gave, if any. Callers turn it into their own error class and say what to do (the
+    hint depends on whose key it is)."""
+
+    def __init__(
+        self, path: Path, problem: str, message: str, *, detail: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.problem = problem
+        self.detail = detail

@@ -13,14 +13,13 @@ instance ids and host keys, which are nobody else's business.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import getpass
 import os
 import re
 import sys
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -34,9 +33,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
-
-if TYPE_CHECKING:
-    from provision.ssh.remote import Target
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 NAME_RULE = "must be 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
@@ -287,42 +283,6 @@ class Profile(BaseModel):
             raise ValueError("field 'host' is required for a profile of kind " + repr(self.kind))
         return self
 
-    def target(self) -> Target:
-        """Return the SSH target for this profile, with its own known_hosts file.
-
-        A sandbox profile gets the port the sandbox listens on now (see :func:`follow_sandbox`).
-
-        Raises:
-            ProfileError: If the profile has no host yet (an ec2 profile whose instance is not launched),
-                or a sandbox profile's known_hosts cannot be updated.
-            SandboxError: If the sandbox's directory cannot be created.
-        """
-        if self.kind == "sandbox":
-            return follow_sandbox(self)._target()
-        return self._target()
-
-    def _target(self) -> Target:
-        from provision.ssh.remote import Target  # lazy: asyncssh is not needed to read a profile
-
-        if self.host is None:
-            raise ProfileError(
-                f"profile '{self.name}' has no host address yet",
-                hint=f"launch it with `mcpctl provision {self.name}`",
-            )
-        return Target(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            known_hosts=known_hosts_path(self.name),
-            identity_file=self.identity_file,
-            host_key_alias=self.host_key_alias,
-            use_agent=self.use_agent,
-            use_ssh_config=self.use_ssh_config,
-            connect_timeout=self.connect_timeout,
-            keepalive_interval=self.keepalive_interval,
-            name=self.name,
-        )
-
     def to_toml(self) -> str:
         """Serialise to TOML (``None`` values are left out: TOML has no null)."""
         header = f"# mcpctl profile '{self.name}': edit freely, unknown keys are rejected.\n"
@@ -333,49 +293,6 @@ class Profile(BaseModel):
 
 # The addresses a sandbox profile may name: the sandbox listens on 127.0.0.1 only.
 SANDBOX_HOSTS = ("127.0.0.1", "localhost")
-
-
-def follow_sandbox(profile: Profile) -> Profile:
-    """Return a sandbox profile at the port the sandbox listens on now; any other profile as it is.
-
-    ``mcpctl sandbox up`` goes back to its last port when it is free and takes another one when it is
-    not; its profiles follow it here, wherever one becomes an SSH target (connect, doctor, sync,
-    provision, client entries). The profile's pin moves to the new ``[127.0.0.1]:PORT`` (the same key:
-    no new trust; see :func:`provision.ssh.remote.move_pin`) and its saved port is updated. A stopped
-    sandbox leaves the profile as it is: ``mcpctl connect`` starts it, ``mcpctl doctor`` says so.
-
-    Raises:
-        ProfileError: The profile's known_hosts file cannot be read or written.
-        SandboxError: The sandbox's directory cannot be created.
-    """
-    if profile.kind != "sandbox" or profile.host not in SANDBOX_HOSTS:
-        return profile
-    from provision.ssh import sandbox  # lazy: the sandbox module imports this one
-    from provision.ssh.remote import move_pin
-
-    running = sandbox.status()
-    if running is None:
-        return profile
-    if profile.host_key_alias is None:  # an alias pins the key whatever the port
-        move_pin(known_hosts_path(profile.name), profile.host, running.port)
-    if running.port == profile.port:
-        return profile
-    _save_moved_port(profile.name, profile.port, running.port)
-    return profile.model_copy(update={"port": running.port})
-
-
-def _save_moved_port(name: str, old: int, new: int) -> None:
-    """Record a sandbox profile's new port in its file, if the file still says ``old``.
-
-    Best effort: every use resolves the port anew, so a profile that cannot be read or written here
-    (removed meanwhile, not saved yet, a read-only directory) still works; the saved port is what
-    ``profile show`` and ssh-style client entries read.
-    """
-    with contextlib.suppress(ProfileError):
-        saved = load_profile(name)
-        if saved.kind == "sandbox" and saved.port == old:
-            saved.port = new
-            save_profile(saved)
 
 
 # ------------------------------------------------------------------------------------- load and save

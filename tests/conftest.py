@@ -12,7 +12,7 @@ Fixtures
       authorised for every login user), ``host_key_line`` (``ssh-ed25519 AAAA...``), ``known_hosts``
       (a file pinning ``[127.0.0.1]:PORT``; treat it as read-only, copy it to change it), ``log_path``
       (sshd's own log, LogLevel VERBOSE);
-    - ``target(**overrides)`` -> a :class:`provision.ssh.remote.Target` that logs in as ``user`` with
+    - ``target(**overrides)`` -> a :class:`provision.ssh.target.Target` that logs in as ``user`` with
       ``client_key`` and the pinned ``known_hosts`` (``name="test"``, so advice in error messages reads
       ``mcpctl ... test``); any Target field can be overridden;
     - ``noisy_target(**overrides)`` -> a Target for ``noisy_user`` (``mcpctl-noisy``), an account whose

@@ -32,7 +32,7 @@ from typing import Any
 
 import asyncssh
 
-from provision.ssh.remote import Target
+from provision.ssh.target import Target
 
 SSHD = Path("/usr/sbin/sshd")  # sshd insists on being started by its absolute path
 LOOPBACK = "127.0.0.1"

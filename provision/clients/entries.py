@@ -26,7 +26,8 @@ from provision.clients.programs import find_mcpctl, find_ssh
 from provision.clients.system import LocalSystem
 from provision.errors import ProfileError
 from provision.layout import SERVER_MODULE, RemoteLayout
-from provision.profiles import Profile, follow_sandbox, known_hosts_path
+from provision.profiles import Profile, known_hosts_path
+from provision.ssh.profile_target import follow_sandbox
 
 Style = Literal["proxy", "ssh"]
 

@@ -42,6 +42,7 @@ from provision.errors import (
     ClientConfigError,
     ConnectError,
     HostKeyError,
+    KeyNeedsPassphrase,
     McpctlError,
     ProfileError,
     SandboxError,
@@ -54,8 +55,8 @@ if TYPE_CHECKING:
     from mcp.client._transport import TransportStreams
 
     from provision.profiles import Profile
-    from provision.ssh.remote import Target
     from provision.ssh.sandbox import SandboxInfo
+    from provision.ssh.target import Target
 
 PHASES = (
     "profile",
@@ -147,7 +148,7 @@ class _Launch:
         program = _program(self.command)
         if program == "ssh":
             return "ssh"
-        if program == "mcpctl" or (self.args[:2] == ("-m", "provision.connect")):
+        if program == "mcpctl" or (self.args[:2] == ("-m", "provision.connect.proxy")):
             return "proxy"
         return "other"
 
@@ -300,11 +301,12 @@ class _Doctor:
 
     def check_profile(self) -> None:
         from provision.profiles import load_profile, profiles_dir
+        from provision.ssh.profile_target import target_for
 
         started = time.perf_counter()
         try:
             saved = load_profile(self.name)
-            target = saved.target()  # a sandbox profile follows its sandbox to its current port
+            target = target_for(saved)  # a sandbox profile follows its sandbox to its current port
             self.sandbox = self._running_sandbox(saved)
         except (ProfileError, SandboxError) as exc:
             self.fail("profile", started, f"cannot use profile '{self.name}'", str(exc))
@@ -378,7 +380,8 @@ class _Doctor:
     async def check_host_key(self) -> None:
         import asyncssh
 
-        from provision.ssh.remote import HostKey, describe_keys, fetch_host_key, pinned_phrase
+        from provision.ssh.hostkeys import fetch_host_key
+        from provision.ssh.target import HostKey, describe_keys, pinned_phrase
 
         assert self.target is not None
         target = self.target
@@ -552,7 +555,7 @@ class _Doctor:
         try:
             command = programs.find_mcpctl()
         except ClientConfigError:
-            command, args = sys.executable, ("-m", "provision.connect", self.name)
+            command, args = sys.executable, ("-m", "provision.connect.proxy", self.name)
         # The same variables the entry would carry, so the proxy finds the same profiles.
         env = entries.proxy_entry(self.name, mcpctl_path=command).get("env", {})
         return _Launch(command, args, env, "the default command")
@@ -710,11 +713,13 @@ class _Doctor:
     def _key_algorithm(self, key: Path, started: float, where: str) -> str:
         import asyncssh
 
+        from provision.ssh.keys import read_identity
+
         assert self.target is not None
         try:
-            return asyncssh.read_private_key(str(key)).algorithm.decode("ascii")
-        except asyncssh.KeyImportError as exc:
-            if "assphrase" not in str(exc):
+            return read_identity(key, profile=self.name).algorithm.decode("ascii")
+        except (asyncssh.KeyImportError, KeyNeedsPassphrase) as exc:
+            if not isinstance(exc, KeyNeedsPassphrase):
                 self.fail(
                     "key file",
                     started,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from provision import __version__
 from provision.errors import McpctlError
+from provision.ssh import keys as ssh_keys
 
 #: EC2 rejects user-data above 16 KB (before base64); we fail before calling AWS.
 USER_DATA_LIMIT = 16 * 1024
@@ -53,12 +54,11 @@ def generate_host_key(comment: str = "mcpctl-host") -> HostKey:
     Returns:
         The key pair; ``public_line`` has no trailing newline.
     """
-    import asyncssh  # lazy: keeps `mcpctl --help` light
-
-    key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
-    private = key.export_private_key("openssh").decode("ascii")
-    public = key.export_public_key("openssh").decode("ascii").strip()
-    return HostKey(private_openssh=private, public_line=public)
+    key = ssh_keys.generate_key(comment)
+    return HostKey(
+        private_openssh=key.export_private_key("openssh").decode("ascii"),
+        public_line=ssh_keys.public_line(key),
+    )
 
 
 def watchdog_script(autostop_minutes: int, login_user: str = LOGIN_USER) -> str:

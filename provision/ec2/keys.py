@@ -1,20 +1,21 @@
 """The per-profile SSH client key: generated locally, its public half imported as an EC2 key pair.
 
-The private key never leaves this machine: it is written once with mode 0600 (``O_EXCL``, so it is
-never readable by others, not even briefly) and only its public half goes to AWS.
+The private key never leaves this machine: it is written once with mode 0600 (by
+:func:`provision.ssh.keys.load_or_create_key`, so it is never readable by others, not even briefly) and
+only its public half goes to AWS.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provision.ec2.model import TAG_PROFILE, Change, ClientKey, Ec2Spec, spec_tags, tag_value
-from provision.errors import McpctlError
+from provision.errors import KeyFileError, McpctlError
+from provision.ssh import keys as ssh_keys
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
@@ -38,48 +39,48 @@ def ensure_client_key(keys_dir: Path, profile: str) -> ClientKey:
     """Load the profile's ed25519 client key, or generate it (private file mode 0600, dir 0700).
 
     Raises:
-        McpctlError: the existing key file cannot be read or is not a usable private key.
+        McpctlError: the existing key file cannot be read or is not a usable private key, or the new
+            one cannot be written.
     """
     existing = load_client_key(keys_dir, profile)
     if existing is not None:
-        return existing
-    import asyncssh
-
-    name = f"mcpctl-{profile}"
+        return existing  # as it is: a key put there by hand may come without its .pub
     path = client_key_path(keys_dir, profile)
-    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = asyncssh.generate_private_key("ssh-ed25519", comment=name)
-    # O_EXCL + mode at creation: the private key is never readable by others, not even briefly.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.export_private_key("openssh"))
-    public = key.export_public_key("openssh").decode("ascii").strip()
-    path.with_name(path.name + ".pub").write_text(public + "\n", encoding="ascii")
-    return ClientKey(name=name, path=path, public_line=public)
+    try:
+        key = ssh_keys.load_or_create_key(path, f"mcpctl-{profile}", label="SSH client key")
+    except KeyFileError as exc:
+        raise _unusable(exc) from exc
+    return ClientKey(name=f"mcpctl-{profile}", path=path, public_line=ssh_keys.public_line(key))
 
 
 def load_client_key(keys_dir: Path, profile: str) -> ClientKey | None:
     """The profile's existing client key, or None if there is none yet.
 
+    A key file that others can read is tightened to 0600 (OpenSSH refuses such private keys).
+
     Raises:
         McpctlError: the key file cannot be read or is not a usable private key.
     """
-    import asyncssh
-
     path = client_key_path(keys_dir, profile)
-    if not path.exists():
-        return None
     try:
-        key = asyncssh.read_private_key(path)
-    except (OSError, asyncssh.KeyImportError) as exc:
-        raise McpctlError(
-            f"cannot read the SSH client key {path}: {exc}",
+        key = ssh_keys.load_key(path, label="SSH client key")
+    except KeyFileError as exc:
+        raise _unusable(exc) from exc
+    if key is None:
+        return None
+    return ClientKey(name=f"mcpctl-{profile}", path=path, public_line=ssh_keys.public_line(key))
+
+
+def _unusable(exc: KeyFileError) -> McpctlError:
+    """The client key cannot be used: say so in this room's words, with what to do."""
+    if exc.problem == "unreadable":
+        return McpctlError(
+            f"cannot read the SSH client key {exc.path}: {exc.detail}",
             hint="fix or remove the file (a new key is then generated)",
-        ) from exc
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o600)  # OpenSSH refuses private keys that others can read
-    public = key.export_public_key("openssh").decode("ascii").strip()
-    return ClientKey(name=f"mcpctl-{profile}", path=path, public_line=public)
+        )
+    return McpctlError(
+        exc.message, hint="make the keys directory writable or set MCPCTL_HOME to a writable directory"
+    )
 
 
 def remove_client_key(keys_dir: Path, profile: str) -> list[Path]:

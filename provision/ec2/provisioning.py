@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from provision.host.provisioner import ProvisionResult
-    from provision.ssh.remote import RunResult
+    from provision.ssh.target import RunResult
 
 #: Absolute path (nothing depends on the remote PATH): blocks until cloud-init has finished.
 CLOUD_INIT_WAIT = ("/usr/bin/cloud-init", "status", "--wait")
@@ -354,7 +354,7 @@ def pin_launch_key(profile: Profile, launched: Ec2Launch) -> str | None:
         HostKeyError: the key cannot be recovered (user-data cleared) and nothing is pinned yet.
         ProfileError: the known_hosts file cannot be read or written.
     """
-    from provision.ssh.remote import parse_host_key, pin_host_key
+    from provision.ssh.hostkeys import parse_host_key, pin_host_key
 
     path = known_hosts_path(profile.name)
     alias = launched.host_key_alias
@@ -393,6 +393,7 @@ async def wait_cloud_init(
         ConnectError: the login kept failing.
         RemoteError: cloud-init reported an error, or did not finish in time.
     """
+    from provision.ssh.profile_target import target_for
     from provision.ssh.remote import connect
 
     report = on_phase or silent
@@ -400,7 +401,7 @@ async def wait_cloud_init(
     deadline = pacing.clock() + min(LOGIN_RETRY_S, pacing.timeout_s)
     while True:
         try:
-            async with connect(profile.target()) as remote:
+            async with connect(target_for(profile)) as remote:
                 result = await remote.run(list(CLOUD_INIT_WAIT), check=False, timeout=CLOUD_INIT_TIMEOUT_S)
             break
         except ConnectError:

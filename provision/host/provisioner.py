@@ -48,8 +48,8 @@ def project_root() -> Path:
     root = Path(__file__).resolve().parents[2]  # provision/host/provisioner.py -> the checkout
     if not (root / "uv.lock").is_file() or not (root / "pyproject.toml").is_file():
         raise McpctlError(
-            f"{root} has no uv.lock: mcpctl provisions hosts from a project checkout",
-            hint="run it from a clone of the repository (`uv run mcpctl ...`)",
+            f"{root} has no uv.lock: mcpctl provisions hosts from a project checkout; "
+            "run it from a clone of the repository (`uv run mcpctl ...`)."
         )
     return root
 
@@ -57,17 +57,6 @@ def project_root() -> Path:
 def server_args(profile: Profile) -> list[str]:
     """The server's data and column arguments as the client entry passes them (without the python)."""
     return RemoteLayout.of(profile.remote_dir).server_args(profile.data, profile.columns, profile.server_args)
-
-
-def sandbox_remote_dir(name: str, saved: str | None = None) -> str:
-    """Where a sandbox profile installs: where its saved profile says, else ``SANDBOX/hosts/NAME``.
-
-    Raises:
-        SandboxError: The sandbox's directory cannot be created.
-    """
-    from provision.ssh import sandbox
-
-    return saved or str(sandbox.sandbox_dir() / "hosts" / name)
 
 
 def _existing(name: str) -> Profile | None:
@@ -88,8 +77,8 @@ def _taken_by_another_kind(existing: Profile, wanted: str) -> ProfileError:
     else:
         free = f"`mcpctl profile remove {name}`"
     return ProfileError(
-        f"profile '{name}' is a {existing.kind} profile{where}, not a {wanted} one",
-        hint=f"choose another name, or free this one first with {free}",
+        f"profile '{name}' is a {existing.kind} profile{where}, not a {wanted} one; choose another name,"
+        f" or free this one first with {free}."
     )
 
 
@@ -110,7 +99,7 @@ async def pin_for_host(
         HostKeyError: The key does not match, or nobody confirmed it.
         ConnectError: The host cannot be reached.
     """
-    from provision.ssh.remote import fetch_host_key, parse_host_key, pin_host_key, verify_host_key
+    from provision.ssh.hostkeys import fetch_host_key, parse_host_key, pin_host_key, verify_host_key
 
     if _has_pin(profile) and not refresh and host_key is None:
         return None
@@ -121,8 +110,8 @@ async def pin_for_host(
         key = await fetch_host_key(profile.host, profile.port, name=profile.name)
         if confirm is None or not confirm(profile.host, profile.port, key.fingerprint):
             raise HostKeyError(
-                f"the host key of {profile.host}:{profile.port} ({key.fingerprint}) was not confirmed",
-                hint=f"check it with the host's owner and re-run with --host-key {key.fingerprint}",
+                f"the host key of {profile.host}:{profile.port} ({key.fingerprint}) was not confirmed; "
+                f"check it with the host's owner and re-run with --host-key {key.fingerprint}."
             )
     pin_host_key(
         known_hosts_path(profile.name),
@@ -140,11 +129,12 @@ async def bootstrap_profile(profile: Profile, *, force: bool, on_phase: Phase | 
     Raises:
         HostKeyError, ConnectError, ProfileError, RemoteError: See :func:`bootstrap`.
     """
+    from provision.ssh.profile_target import target_for
     from provision.ssh.remote import connect
     from provision.sync import project_sources, sync
 
     root = project_root()
-    async with connect(profile.target()) as remote:
+    async with connect(target_for(profile)) as remote:
 
         async def sync_code() -> bool:
             report = await sync(remote, project_sources(root, profile.data, profile.remote_dir))
@@ -204,7 +194,7 @@ async def provision_host(
         fields.update(user=user, host=host, port=port)
     elif existing is None:
         raise ProfileError(
-            f"profile '{name}' does not exist yet", hint="pass --host user@host[:port] (or --sandbox)"
+            f"profile '{name}' does not exist yet; pass --host user@host[:port] (or --sandbox)."
         )
     elif existing.kind != "host":
         fields["kind"] = existing.kind
@@ -237,7 +227,7 @@ async def provision_sandbox(
         RemoteError, ConnectError: See :func:`bootstrap`.
     """
     from provision.ssh import sandbox
-    from provision.ssh.remote import pin_host_key
+    from provision.ssh.hostkeys import pin_host_key
 
     existing = _existing(name)
     if existing is not None and existing.kind != "sandbox":
@@ -250,7 +240,7 @@ async def provision_sandbox(
         "port": info.port,
         "user": info.user,
         "identity_file": info.client_key,
-        "remote_dir": sandbox_remote_dir(name, existing.remote_dir if existing else None),
+        "remote_dir": existing.remote_dir if existing else str(sandbox.sandbox_dir() / "hosts" / name),
     }
     profile = merged_profile(existing, fields, columns or {}, data)
     pin_host_key(known_hosts_path(name), info.host, info.port, info.host_key_line)
@@ -277,10 +267,11 @@ async def sync_profile(
         ProfileError, ConnectError, HostKeyError, RemoteError: As the steps report them.
         SourceChangedError: Local files kept changing while they were sent (the rest is done).
     """
+    from provision.ssh.profile_target import target_for
     from provision.ssh.remote import connect
     from provision.sync import project_sources, sync
 
     profile = load_profile(name)
     sources = project_sources(project_root(), profile.data, profile.remote_dir, follow_links=follow_links)
-    async with connect(profile.target()) as remote:
+    async with connect(target_for(profile)) as remote:
         return await sync(remote, sources, delete=delete, dry_run=dry_run, progress=progress)

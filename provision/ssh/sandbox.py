@@ -8,7 +8,7 @@ accepts, ``server.log``, and ``port``: the last port it listened on, kept after 
 
 A restarted sandbox goes back to that port when it is free, so its profiles find it where they left
 it; when another program holds it, the sandbox takes a free port and the profiles follow it (see
-:func:`provision.profiles.follow_sandbox`).
+:func:`provision.ssh.profile_target.follow_sandbox`).
 
 POSIX only: the server relies on sessions and process groups to leave no orphans behind.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import select
 import signal
 import socket
@@ -29,10 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncssh
-
-from provision.errors import SandboxError
-from provision.profiles import state_dir, write_private_file
+from provision.errors import KeyFileError, SandboxError
+from provision.files import atomic_write
+from provision.profiles import state_dir
+from provision.ssh import keys
 from provision.ssh.sandbox_server import BANNER_PREFIX, CLIENT_KEY_FILE, HOST, HOST_KEY_FILE
 
 __all__ = ["SandboxInfo", "down", "known_hosts_line", "last_port", "sandbox_dir", "status", "up"]
@@ -80,8 +79,8 @@ def sandbox_dir() -> Path:
         path.mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
         raise SandboxError(
-            f"cannot create the sandbox directory {path}: {exc.strerror or exc}; "
-            "make it writable or set MCPCTL_HOME to a writable directory."
+            f"cannot create the sandbox directory {path}: {exc.strerror or exc}",
+            hint="make it writable or set MCPCTL_HOME to a writable directory",
         ) from exc
     return path
 
@@ -110,7 +109,9 @@ def up(*, port: int | None = None, timeout: float = 10.0) -> SandboxInfo:
     """
     _require_posix()
     if port is not None and not 0 < port < 65536:
-        raise SandboxError(f"port {port} is not a TCP port; pass a number from 1 to 65535 or none at all.")
+        raise SandboxError(
+            f"port {port} is not a TCP port", hint="pass a number from 1 to 65535 or none at all"
+        )
     directory = sandbox_dir()
     with _locked(directory):
         info = _read_record(directory)
@@ -118,8 +119,8 @@ def up(*, port: int | None = None, timeout: float = 10.0) -> SandboxInfo:
             if _is_running(info, directory) and _answers(info.port, min(timeout, 2.0)):
                 if port is not None and port != info.port:
                     raise SandboxError(
-                        f"the sandbox already runs on port {info.port}, not {port}; "
-                        "run `mcpctl sandbox down` first to move it."
+                        f"the sandbox already runs on port {info.port}, not {port}",
+                        hint="run `mcpctl sandbox down` first to move it",
                     )
                 return info
             # Dead, hung, or the pid was reused by another program: only ever stop our own server.
@@ -185,60 +186,39 @@ def status() -> SandboxInfo | None:
 
 def _require_posix() -> None:
     if os.name != "posix":
-        raise SandboxError("the sandbox needs Linux or macOS; use `mcpctl provision --host` on Windows.")
+        raise SandboxError(
+            "the sandbox needs Linux or macOS", hint="use `mcpctl provision --host` on Windows"
+        )
 
 
 def _ensure_keys(directory: Path) -> str:
     """Create the host and client keys on first use; return the host key's public line.
 
-    Raises:
-        SandboxError: If a key exists but cannot be read (it is never replaced silently), or cannot
-            be written.
-    """
-    host_key = _load_or_create_key(directory / HOST_KEY_FILE, "mcpctl-sandbox-host", pinned=True)
-    _load_or_create_key(directory / CLIENT_KEY_FILE, "mcpctl-sandbox-client", pinned=False)
-    return " ".join(host_key.export_public_key("openssh").decode().split()[:2])
-
-
-def _load_or_create_key(path: Path, comment: str, *, pinned: bool) -> asyncssh.SSHKey:
-    """Read the private key at ``path``, or generate it (ed25519, 0600) if it was never made.
-
-    With ``pinned``, a lone ``.pub`` means the key existed and was lost: making a new one would break
-    every pin of the old one without a word, so that is an error instead.
+    The host key is pinned by every profile that uses the sandbox, so a lost one is an error rather
+    than silently replaced.
 
     Raises:
-        SandboxError: If the key is unreadable, lost (``pinned``), or cannot be written.
+        SandboxError: If a key exists but cannot be read (it is never replaced silently), was lost, or
+            cannot be written.
     """
-    pub = path.with_name(path.name + ".pub")
-    if pinned and not path.exists() and pub.exists():
-        raise SandboxError(
-            f"the sandbox key {path} is missing but {pub.name} is there; restore it, or delete "
-            f"{pub} and run `mcpctl sandbox up` again (then re-pin every profile that uses the sandbox)."
-        )
     try:
-        if path.exists():
-            try:
-                key = asyncssh.read_private_key(path)
-            except (asyncssh.KeyImportError, ValueError) as exc:
-                raise SandboxError(
-                    f"the sandbox key {path} is unreadable ({exc}); restore it, or delete it and run "
-                    "`mcpctl sandbox up` again (then re-pin every profile that uses the sandbox)."
-                ) from exc
-            if path.stat().st_mode & 0o077:
-                path.chmod(0o600)  # a private key readable by others is not private
-        else:
-            key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
-            write_private_file(path, key.export_private_key("openssh"))
-        # Derived from the private key every time, so a missing or edited .pub cannot drift from it.
-        public = key.export_public_key("openssh")
-        if not pub.exists() or pub.read_bytes() != public:
-            write_private_file(pub, public)
-    except OSError as exc:
-        raise SandboxError(
-            f"cannot write the sandbox key {path}: {exc.strerror or exc}; "
-            "make the directory writable or set MCPCTL_HOME to a writable directory."
-        ) from exc
-    return key
+        host_key = keys.load_or_create_key(
+            directory / HOST_KEY_FILE, "mcpctl-sandbox-host", label="sandbox key", keep_pins=True
+        )
+        keys.load_or_create_key(directory / CLIENT_KEY_FILE, "mcpctl-sandbox-client", label="sandbox key")
+    except KeyFileError as exc:
+        raise SandboxError(exc.message, hint=_key_hint(exc)) from exc
+    return " ".join(keys.public_line(host_key).split()[:2])
+
+
+def _key_hint(exc: KeyFileError) -> str:
+    """What to do about a sandbox key that cannot be used, by what went wrong with it."""
+    repin = "(then re-pin every profile that uses the sandbox)"
+    if exc.problem == "lost":
+        return f"restore it, or delete {keys.pub_path(exc.path)} and run `mcpctl sandbox up` again {repin}"
+    if exc.problem == "unreadable":
+        return f"restore it, or delete it and run `mcpctl sandbox up` again {repin}"
+    return "make the directory writable or set MCPCTL_HOME to a writable directory"
 
 
 # ------------------------------------------------------------------------------------------- record
@@ -275,7 +255,7 @@ def _write_record(directory: Path, info: SandboxInfo) -> None:
         "home": str(info.home),
         "started_at": info.started_at,
     }
-    write_private_file(directory / _RECORD_FILE, (json.dumps(data, indent=2) + "\n").encode())
+    atomic_write(directory / _RECORD_FILE, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def _remove_record(directory: Path) -> None:
@@ -397,7 +377,9 @@ def _stop(pid: int, *, timeout: float) -> None:
             return
         if _wait_gone(pid, wait):
             return
-    raise SandboxError(f"the sandbox server (pid {pid}) does not stop; kill it by hand with `kill -9 {pid}`.")
+    raise SandboxError(
+        f"the sandbox server (pid {pid}) does not stop", hint=f"kill it by hand with `kill -9 {pid}`"
+    )
 
 
 def _rotate_log(log: Path) -> None:
@@ -416,6 +398,8 @@ def _start(
     Raises:
         SandboxError: If it cannot be spawned, reports an error, or does not answer within ``timeout``.
     """
+    import pwd  # POSIX only; imported here so that importing this module works everywhere
+
     entry = pwd.getpwuid(os.getuid())
     log = directory / _LOG_FILE
     _rotate_log(log)
@@ -444,7 +428,9 @@ def _start(
             )
     except OSError as exc:
         os.close(read_fd)
-        raise SandboxError(f"cannot start the sandbox server: {exc.strerror or exc}; see {log}.") from exc
+        raise SandboxError(
+            f"cannot start the sandbox server: {exc.strerror or exc}", hint=f"see {log}"
+        ) from exc
     finally:
         os.close(write_fd)  # the child holds its copy; EOF on read_fd now means it exited
     _children[proc.pid] = proc
@@ -454,7 +440,7 @@ def _start(
         bound = _read_ready(read_fd, deadline, log)
         if not _answers(bound, max(0.1, deadline - time.monotonic())):
             raise SandboxError(
-                f"the sandbox server did not answer on {HOST}:{bound} within {timeout:g} s; see {log}."
+                f"the sandbox server did not answer on {HOST}:{bound} within {timeout:g} s", hint=f"see {log}"
             )
     except BaseException:
         _stop(proc.pid, timeout=1.0)
@@ -474,11 +460,12 @@ def _start(
     )
     try:
         _write_record(directory, info)
-        write_private_file(directory / _PORT_FILE, f"{bound}\n".encode())
+        atomic_write(directory / _PORT_FILE, f"{bound}\n".encode())
     except OSError as exc:
         _stop(proc.pid, timeout=1.0)
         raise SandboxError(
-            f"cannot write {directory / _RECORD_FILE}: {exc.strerror or exc}; make the directory writable."
+            f"cannot write {directory / _RECORD_FILE}: {exc.strerror or exc}",
+            hint="make the directory writable",
         ) from exc
     return info
 
@@ -490,15 +477,15 @@ def _read_ready(fd: int, deadline: float, log: Path) -> int:
         remaining = deadline - time.monotonic()
         readable = select.select([fd], [], [], remaining)[0] if remaining > 0 else []
         if not readable:
-            raise SandboxError(f"the sandbox server did not start within the time allowed; see {log}.")
+            raise SandboxError("the sandbox server did not start within the time allowed", hint=f"see {log}")
         chunk = os.read(fd, 512)
         if not chunk:
-            raise SandboxError(f"the sandbox server exited during startup; see {log}.")
+            raise SandboxError("the sandbox server exited during startup", hint=f"see {log}")
         buffer += chunk
     line = buffer.split(b"\n", 1)[0].decode(errors="replace")
     status, _, detail = line.partition(" ")
     if status == "ok" and detail.isdigit():
         return int(detail)
     if status == "error":
-        raise SandboxError(f"the sandbox server could not start: {detail}; see {log}.")
-    raise SandboxError(f"the sandbox server sent an unexpected startup line {line!r}; see {log}.")
+        raise SandboxError(f"the sandbox server could not start: {detail}", hint=f"see {log}")
+    raise SandboxError(f"the sandbox server sent an unexpected startup line {line!r}", hint=f"see {log}")

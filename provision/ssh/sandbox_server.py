@@ -21,7 +21,6 @@ import errno
 import logging
 import os
 import posixpath
-import pwd
 import shlex
 import signal
 import sys
@@ -68,6 +67,8 @@ class _Account:
 
     @classmethod
     def current(cls) -> _Account:
+        import pwd  # POSIX only, like the whole server; imported here so the constants import anywhere
+
         entry = pwd.getpwuid(os.getuid())
         # The password database, not $USER/$HOME: the login name must be the real OS user.
         return cls(user=entry.pw_name, home=entry.pw_dir, lang=os.environ.get("LANG", "C.UTF-8"))

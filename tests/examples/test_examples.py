@@ -34,7 +34,7 @@ from mcp_sales.server import ServerConfig, build_server
 from provision.clients.entries import EntryInputs, is_mcpctl_entry, proxy_entry, ssh_entry
 from provision.clients.system import LocalSystem
 from provision.profiles import Profile, known_hosts_path, save_profile
-from provision.ssh.remote import pin_host_key
+from provision.ssh.hostkeys import pin_host_key
 
 if TYPE_CHECKING:
     from tests.conftest import SshdServer
@@ -214,15 +214,15 @@ def test_mcp_client_usage_errors_exit_2(tmp_path: Path) -> None:
 
 def _proxy_ready() -> bool:
     try:
-        from provision.connect import main
+        from provision.connect import proxy
     except ImportError:
         return False
-    return callable(getattr(main, "connect_main", None))
+    return callable(getattr(proxy, "connect_main", None))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not _proxy_ready(), reason="provision.connect.main.connect_main (mcpctl connect) is not there yet"
+    not _proxy_ready(), reason="provision.connect.proxy.connect_main (mcpctl connect) is not there yet"
 )
 @pytest.mark.parametrize("style", ["proxy", "ssh"])
 def test_mcp_client_through_a_profile_over_real_ssh(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,7 +25,7 @@ from provision.profiles import (
     save_profile,
     state_dir,
 )
-from provision.ssh.remote import connect, pin_host_key
+from provision.ssh.profile_target import target_for
 
 
 def _mode(path: Path) -> int:
@@ -265,7 +263,7 @@ def test_ec2_profile_may_wait_for_its_host(mcpctl_home: Path) -> None:
     save_profile(profile)
     assert load_profile("cloud").host is None
     with pytest.raises(ProfileError, match="no host address yet"):
-        profile.target()
+        target_for(profile)
 
 
 def test_name_in_file_must_match_file_name(mcpctl_home: Path) -> None:
@@ -363,41 +361,3 @@ def test_parse_host_spec_defaults_to_the_local_user(monkeypatch: pytest.MonkeyPa
 def test_parse_host_spec_rejects_malformed(spec: str) -> None:
     with pytest.raises(ProfileError, match="not a valid host"):
         parse_host_spec(spec)
-
-
-# ------------------------------------------------------------------------------------------- target
-
-
-def test_target_carries_the_profile_settings(mcpctl_home: Path) -> None:
-    profile = new_profile(
-        name="web",
-        host="10.1.2.3",
-        port=2022,
-        user="ubuntu",
-        identity_file="/keys/id",
-        host_key_alias="i-0abc",
-        use_agent=True,
-        keepalive_interval=5,
-        connect_timeout=3,
-    )
-    target = profile.target()
-    assert (target.host, target.port, target.user) == ("10.1.2.3", 2022, "ubuntu")
-    assert target.known_hosts == mcpctl_home / "state" / "known_hosts" / "web"
-    assert (target.identity_file, target.host_key_alias) == (Path("/keys/id"), "i-0abc")
-    assert (target.use_agent, target.use_ssh_config) == (True, False)
-    assert (target.keepalive_interval, target.connect_timeout, target.name) == (5.0, 3.0, "web")
-
-
-@pytest.mark.anyio
-async def test_a_saved_profile_connects_to_a_real_host(mcpctl_home: Path, sshd: Any) -> None:
-    save_profile(
-        new_profile(
-            name="local", host=sshd.host, port=sshd.port, user=sshd.user, identity_file=sshd.client_key
-        )
-    )
-    profile = load_profile("local")
-    pin_host_key(known_hosts_path("local"), sshd.host, sshd.port, sshd.host_key_line)
-    async with connect(profile.target()) as remote:
-        result = await remote.run(["id", "-un"])
-    assert result.stdout.strip() == sshd.user
-    assert os.stat(known_hosts_path("local")).st_mode & 0o777 == 0o600

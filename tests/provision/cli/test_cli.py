@@ -26,7 +26,7 @@ from provision.cli.app import app
 from provision.host import provisioner
 from provision.profiles import Profile, known_hosts_path, list_profiles, profiles_dir, save_profile
 from provision.ssh import sandbox
-from provision.ssh.remote import pin_host_key
+from provision.ssh.hostkeys import pin_host_key
 from provision.sync import project_sources
 from provision.sync.scan import local_manifest
 

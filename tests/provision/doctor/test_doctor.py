@@ -26,7 +26,7 @@ from provision.connect.log import log_path
 from provision.doctor.checks import PHASES, Check, DoctorReport, run_doctor
 from provision.profiles import Profile, known_hosts_path, load_profile, save_profile
 from provision.ssh import sandbox
-from provision.ssh.remote import pin_host_key
+from provision.ssh.hostkeys import pin_host_key
 from provision.ssh.sandbox import SandboxInfo
 
 REPO = Path(__file__).resolve().parents[3]

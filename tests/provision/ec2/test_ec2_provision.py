@@ -52,7 +52,10 @@ from provision.profiles import (
     profiles_dir,
     save_profile,
 )
-from provision.ssh.remote import RunResult, connect, parse_host_key, pin_host_key
+from provision.ssh.hostkeys import parse_host_key, pin_host_key
+from provision.ssh.profile_target import target_for
+from provision.ssh.remote import connect
+from provision.ssh.target import RunResult
 
 if TYPE_CHECKING:
     from tests.conftest import SshdServer
@@ -273,7 +276,7 @@ def test_stop_then_start_moves_the_host_and_the_pin_still_holds(
     assert status_profile("shop", runtime=rt).state == "running"
 
     async def logs_in(profile: Profile) -> int:
-        async with connect(profile.target()) as remote:
+        async with connect(target_for(profile)) as remote:
             return (await remote.run(["true"])).exit_status
 
     assert asyncio.run(logs_in(after)) == 0  # verified by the alias pin at the new address

@@ -17,7 +17,9 @@ import pytest
 from provision.doctor.checks import run_doctor
 from provision.errors import HostKeyError
 from provision.profiles import Profile, known_hosts_path, save_profile
-from provision.ssh.remote import connect, known_hosts_entry, pin_host_key
+from provision.ssh.hostkeys import pin_host_key
+from provision.ssh.remote import connect
+from provision.ssh.target import known_hosts_entry
 
 BOUND = 60.0  # seconds for any connection or doctor run: an upper bound, never an expectation
 FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")

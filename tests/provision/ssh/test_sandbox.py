@@ -22,8 +22,9 @@ import pytest
 
 from provision.errors import ConnectError, HostKeyError, SandboxError
 from provision.ssh import remote, sandbox
-from provision.ssh.remote import Target
+from provision.ssh.hostkeys import pin_host_key
 from provision.ssh.sandbox import SandboxInfo
+from provision.ssh.target import Target
 
 TIMEOUT = 20.0  # generous upper bound for any single wait; the happy paths take milliseconds
 
@@ -57,7 +58,7 @@ def _target(
 ) -> Target:
     """A target for the sandbox with its own known_hosts, pinned the way a profile pins it."""
     known_hosts = directory / "known_hosts"
-    remote.pin_host_key(known_hosts, info.host, info.port, key_line or info.host_key_line)
+    pin_host_key(known_hosts, info.host, info.port, key_line or info.host_key_line)
     return Target(
         host=info.host,
         port=info.port,

@@ -17,12 +17,14 @@ import asyncssh
 import pytest
 from typer.testing import CliRunner
 
-from provision.cli.app import app
+from provision.cli import app
 from provision.errors import HostKeyError
-from provision.profiles import Profile, follow_sandbox, known_hosts_path, load_profile, save_profile
+from provision.profiles import Profile, known_hosts_path, load_profile, save_profile
 from provision.ssh import remote, sandbox
-from provision.ssh.remote import known_hosts_entry, move_pin, pin_host_key
+from provision.ssh.hostkeys import move_pin, pin_host_key
+from provision.ssh.profile_target import follow_sandbox, target_for
 from provision.ssh.sandbox import SandboxInfo
+from provision.ssh.target import known_hosts_entry
 
 TIMEOUT = 20.0  # an upper bound on any single wait, never an expectation
 
@@ -87,7 +89,7 @@ def _lines(path: Path) -> list[str]:
 
 async def _echo(profile: Profile) -> str:
     with anyio.fail_after(TIMEOUT):
-        async with remote.connect(profile.target()) as host:
+        async with remote.connect(target_for(profile)) as host:
             return (await host.run(["echo", "in"])).stdout
 
 
@@ -163,7 +165,7 @@ async def test_a_profile_follows_the_sandbox_and_its_pins_do_not_pile_up(home: P
         again = sandbox.up()
     pin_host_key(known_hosts, again.host, again.port, again.host_key_line)
     assert len(_lines(known_hosts)) == 2
-    assert load_profile("box").target().port == again.port
+    assert target_for(load_profile("box")).port == again.port
     assert _lines(known_hosts) == [f"[127.0.0.1]:{again.port} {info.host_key_line}"]
 
 
@@ -172,7 +174,7 @@ def test_a_stopped_sandbox_leaves_the_profile_as_it_is(home: Path) -> None:
     _sandbox_profile(info)
     before = known_hosts_path("box").read_bytes()
     sandbox.down()
-    assert load_profile("box").target().port == info.port
+    assert target_for(load_profile("box")).port == info.port
     assert known_hosts_path("box").read_bytes() == before
 
 
@@ -183,7 +185,7 @@ async def test_a_moved_pin_keeps_its_key_so_a_changed_key_is_still_refused(home:
     # The pin names another key than the sandbox's: moving it must not turn it into the sandbox's.
     pin_host_key(known_hosts_path("box"), info.host, info.port, KEY_A)
     moved = await anyio.to_thread.run_sync(_restart_elsewhere)
-    target = profile.target()
+    target = target_for(profile)
     assert target.port == moved.port
     assert _lines(known_hosts_path("box")) == [f"[127.0.0.1]:{moved.port} {KEY_A}"]
     with anyio.fail_after(TIMEOUT), pytest.raises(HostKeyError):

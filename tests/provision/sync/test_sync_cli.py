@@ -23,7 +23,7 @@ from provision.cli.app import app
 from provision.host import provisioner
 from provision.layout import RemoteLayout
 from provision.profiles import Profile, known_hosts_path, save_profile
-from provision.ssh.remote import pin_host_key
+from provision.ssh.hostkeys import pin_host_key
 from provision.sync.manifest import (
     SKIP_DANGLING,
     SKIP_DIRECTORY_LINK,
