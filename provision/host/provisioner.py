@@ -48,8 +48,8 @@ def project_root() -> Path:
     root = Path(__file__).resolve().parents[2]  # provision/host/provisioner.py -> the checkout
     if not (root / "uv.lock").is_file() or not (root / "pyproject.toml").is_file():
         raise McpctlError(
-            f"{root} has no uv.lock: mcpctl provisions hosts from a project checkout; "
-            "run it from a clone of the repository (`uv run mcpctl ...`)."
+            f"{root} has no uv.lock: mcpctl provisions hosts from a project checkout",
+            hint="run it from a clone of the repository (`uv run mcpctl ...`)",
         )
     return root
 
@@ -57,6 +57,17 @@ def project_root() -> Path:
 def server_args(profile: Profile) -> list[str]:
     """The server's data and column arguments as the client entry passes them (without the python)."""
     return RemoteLayout.of(profile.remote_dir).server_args(profile.data, profile.columns, profile.server_args)
+
+
+def sandbox_remote_dir(name: str, saved: str | None = None) -> str:
+    """Where a sandbox profile installs: where its saved profile says, else ``SANDBOX/hosts/NAME``.
+
+    Raises:
+        SandboxError: The sandbox's directory cannot be created.
+    """
+    from provision.ssh import sandbox
+
+    return saved or str(sandbox.sandbox_dir() / "hosts" / name)
 
 
 def _existing(name: str) -> Profile | None:
@@ -77,8 +88,8 @@ def _taken_by_another_kind(existing: Profile, wanted: str) -> ProfileError:
     else:
         free = f"`mcpctl profile remove {name}`"
     return ProfileError(
-        f"profile '{name}' is a {existing.kind} profile{where}, not a {wanted} one; choose another name,"
-        f" or free this one first with {free}."
+        f"profile '{name}' is a {existing.kind} profile{where}, not a {wanted} one",
+        hint=f"choose another name, or free this one first with {free}",
     )
 
 
@@ -110,8 +121,8 @@ async def pin_for_host(
         key = await fetch_host_key(profile.host, profile.port, name=profile.name)
         if confirm is None or not confirm(profile.host, profile.port, key.fingerprint):
             raise HostKeyError(
-                f"the host key of {profile.host}:{profile.port} ({key.fingerprint}) was not confirmed; "
-                f"check it with the host's owner and re-run with --host-key {key.fingerprint}."
+                f"the host key of {profile.host}:{profile.port} ({key.fingerprint}) was not confirmed",
+                hint=f"check it with the host's owner and re-run with --host-key {key.fingerprint}",
             )
     pin_host_key(
         known_hosts_path(profile.name),
@@ -194,7 +205,7 @@ async def provision_host(
         fields.update(user=user, host=host, port=port)
     elif existing is None:
         raise ProfileError(
-            f"profile '{name}' does not exist yet; pass --host user@host[:port] (or --sandbox)."
+            f"profile '{name}' does not exist yet", hint="pass --host user@host[:port] (or --sandbox)"
         )
     elif existing.kind != "host":
         fields["kind"] = existing.kind
@@ -240,7 +251,7 @@ async def provision_sandbox(
         "port": info.port,
         "user": info.user,
         "identity_file": info.client_key,
-        "remote_dir": existing.remote_dir if existing else str(sandbox.sandbox_dir() / "hosts" / name),
+        "remote_dir": sandbox_remote_dir(name, existing.remote_dir if existing else None),
     }
     profile = merged_profile(existing, fields, columns or {}, data)
     pin_host_key(known_hosts_path(name), info.host, info.port, info.host_key_line)
