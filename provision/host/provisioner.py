@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from provision.errors import HostKeyError, McpctlError, ProfileError
 from provision.host.bootstrap import BootstrapReport, Phase, bootstrap
+from provision.host.hostspec import parse_host_spec
 from provision.layout import RemoteLayout
 from provision.profiles import (
     Profile,
@@ -21,7 +22,6 @@ from provision.profiles import (
     list_profiles,
     load_profile,
     new_profile,
-    parse_host_spec,
     save_profile,
 )
 
