@@ -45,7 +45,7 @@ TIMEOUT = 120.0  # seconds: an upper bound on any single exchange
 RTT_GOAL = 1.5
 RECOVERY_GOAL = 3.0
 _CONNECT_WITH_COMMAND = (
-    "import sys, provision.connect.proxy as p; sys.exit(p.connect_main(sys.argv[1], command=sys.argv[2:]))"
+    "import sys, provision.connect.main as m; sys.exit(m.connect_main(sys.argv[1], command=sys.argv[2:]))"
 )
 
 
@@ -106,7 +106,7 @@ class Paths:
         script = Path(sys.executable).parent / "mcpctl"  # what the client config runs
         if script.exists():
             return [str(script), "connect", PROFILE]
-        return [sys.executable, "-m", "provision.connect.proxy", PROFILE]
+        return [sys.executable, "-m", "provision.connect", PROFILE]
 
 
 def _initialize(line: _Line) -> None:

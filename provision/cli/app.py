@@ -634,7 +634,7 @@ def connect(name: NameArg) -> None:
 
     stdout carries only JSON-RPC; everything else goes to the profile's log file (`mcpctl logs NAME`).
     """
-    from provision.connect.proxy import connect_main
+    from provision.connect.main import connect_main
 
     raise typer.Exit(connect_main(name))
 

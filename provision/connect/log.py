@@ -27,7 +27,7 @@ def log_path(name: str) -> Path:
     """
     # The name becomes a file name: a valid profile name cannot climb out of the directory.
     if not NAME_PATTERN.fullmatch(name):
-        raise ProfileError(f"{name!r} is not a valid profile name; a name {NAME_RULE}.")
+        raise ProfileError(f"{name!r} is not a valid profile name", hint=f"a name {NAME_RULE}")
     return log_dir() / f"{name}.log"
 
 
@@ -152,7 +152,7 @@ class _Follower:
 
 
 def _unreadable(path: Path, exc: OSError) -> ProfileError:
-    return ProfileError(f"cannot read the log {path}: {exc.strerror or exc}; check its permissions.")
+    return ProfileError(f"cannot read the log {path}: {exc.strerror or exc}", hint="check its permissions")
 
 
 def _text(line: bytes) -> str:

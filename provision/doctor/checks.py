@@ -148,7 +148,7 @@ class _Launch:
         program = _program(self.command)
         if program == "ssh":
             return "ssh"
-        if program == "mcpctl" or (self.args[:2] == ("-m", "provision.connect.proxy")):
+        if program == "mcpctl" or (self.args[:2] == ("-m", "provision.connect")):
             return "proxy"
         return "other"
 
@@ -555,7 +555,7 @@ class _Doctor:
         try:
             command = programs.find_mcpctl()
         except ClientConfigError:
-            command, args = sys.executable, ("-m", "provision.connect.proxy", self.name)
+            command, args = sys.executable, ("-m", "provision.connect", self.name)
         # The same variables the entry would carry, so the proxy finds the same profiles.
         env = entries.proxy_entry(self.name, mcpctl_path=command).get("env", {})
         return _Launch(command, args, env, "the default command")

@@ -214,15 +214,15 @@ def test_mcp_client_usage_errors_exit_2(tmp_path: Path) -> None:
 
 def _proxy_ready() -> bool:
     try:
-        from provision.connect import proxy
+        from provision.connect import main
     except ImportError:
         return False
-    return callable(getattr(proxy, "connect_main", None))
+    return callable(getattr(main, "connect_main", None))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not _proxy_ready(), reason="provision.connect.proxy.connect_main (mcpctl connect) is not there yet"
+    not _proxy_ready(), reason="provision.connect.main.connect_main (mcpctl connect) is not there yet"
 )
 @pytest.mark.parametrize("style", ["proxy", "ssh"])
 def test_mcp_client_through_a_profile_over_real_ssh(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from provision.cli.app import app
+from provision.cli import app
 from provision.connect.log import follow, log_path, tail
 from provision.errors import ProfileError
 from provision.profiles import Profile, log_dir, save_profile

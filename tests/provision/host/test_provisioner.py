@@ -82,9 +82,9 @@ def answered_top(structured: dict[str, Any]) -> list[tuple[str, str, float]]:
 
 
 def proxy_client(name: str, home: Path) -> Client:
-    """An MCP SDK client running ``python -m provision.connect.proxy NAME``: what ``mcpctl connect`` runs."""
+    """An MCP SDK client running ``python -m provision.connect NAME``: what ``mcpctl connect`` runs."""
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "provision.connect.proxy", name], env={"MCPCTL_HOME": str(home)}
+        command=sys.executable, args=["-m", "provision.connect", name], env={"MCPCTL_HOME": str(home)}
     )
     return Client(params, mode="legacy", read_timeout_seconds=BOUND)
 
