@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provision import sync as syncing  # looked up at call time: a test can wrap syncing.sync
 from provision.errors import HostKeyError, McpctlError, ProfileError
 from provision.host.bootstrap import BootstrapReport, Phase, bootstrap
 from provision.host.hostspec import parse_host_spec
@@ -24,6 +25,9 @@ from provision.profiles import (
     new_profile,
     save_profile,
 )
+from provision.ssh import hostkeys, sandbox
+from provision.ssh.profile_target import target_for
+from provision.ssh.remote import connect
 
 if TYPE_CHECKING:
     from provision.sync import ProgressCallback, SyncReport
@@ -65,8 +69,6 @@ def sandbox_remote_dir(name: str, saved: str | None = None) -> str:
     Raises:
         SandboxError: The sandbox's directory cannot be created.
     """
-    from provision.ssh import sandbox
-
     return saved or str(sandbox.sandbox_dir() / "hosts" / name)
 
 
@@ -110,21 +112,20 @@ async def pin_for_host(
         HostKeyError: The key does not match, or nobody confirmed it.
         ConnectError: The host cannot be reached.
     """
-    from provision.ssh.hostkeys import fetch_host_key, parse_host_key, pin_host_key, verify_host_key
-
     if _has_pin(profile) and not refresh and host_key is None:
         return None
     assert profile.host is not None
     if host_key is not None:
-        key = await verify_host_key(profile.host, profile.port, parse_host_key(host_key), name=profile.name)
+        wanted = hostkeys.parse_host_key(host_key)
+        key = await hostkeys.verify_host_key(profile.host, profile.port, wanted, name=profile.name)
     else:
-        key = await fetch_host_key(profile.host, profile.port, name=profile.name)
+        key = await hostkeys.fetch_host_key(profile.host, profile.port, name=profile.name)
         if confirm is None or not confirm(profile.host, profile.port, key.fingerprint):
             raise HostKeyError(
                 f"the host key of {profile.host}:{profile.port} ({key.fingerprint}) was not confirmed",
                 hint=f"check it with the host's owner and re-run with --host-key {key.fingerprint}",
             )
-    pin_host_key(
+    hostkeys.pin_host_key(
         known_hosts_path(profile.name),
         profile.host,
         profile.port,
@@ -140,15 +141,13 @@ async def bootstrap_profile(profile: Profile, *, force: bool, on_phase: Phase | 
     Raises:
         HostKeyError, ConnectError, ProfileError, RemoteError: See :func:`bootstrap`.
     """
-    from provision.ssh.profile_target import target_for
-    from provision.ssh.remote import connect
-    from provision.sync import project_sources, sync
-
     root = project_root()
     async with connect(target_for(profile)) as remote:
 
         async def sync_code() -> bool:
-            report = await sync(remote, project_sources(root, profile.data, profile.remote_dir))
+            report = await syncing.sync(
+                remote, syncing.project_sources(root, profile.data, profile.remote_dir)
+            )
             return report.changed
 
         return await bootstrap(
@@ -237,9 +236,6 @@ async def provision_sandbox(
         SandboxError: The sandbox cannot start.
         RemoteError, ConnectError: See :func:`bootstrap`.
     """
-    from provision.ssh import sandbox
-    from provision.ssh.hostkeys import pin_host_key
-
     existing = _existing(name)
     if existing is not None and existing.kind != "sandbox":
         raise _taken_by_another_kind(existing, "sandbox")  # before the sandbox is started for nothing
@@ -254,7 +250,7 @@ async def provision_sandbox(
         "remote_dir": sandbox_remote_dir(name, existing.remote_dir if existing else None),
     }
     profile = merged_profile(existing, fields, columns or {}, data)
-    pin_host_key(known_hosts_path(name), info.host, info.port, info.host_key_line)
+    hostkeys.pin_host_key(known_hosts_path(name), info.host, info.port, info.host_key_line)
     if on_phase is not None:
         on_phase("sandbox", f"{info.host}:{info.port}, host key pinned from the sandbox's own files")
     save_profile(profile)
@@ -278,11 +274,9 @@ async def sync_profile(
         ProfileError, ConnectError, HostKeyError, RemoteError: As the steps report them.
         SourceChangedError: Local files kept changing while they were sent (the rest is done).
     """
-    from provision.ssh.profile_target import target_for
-    from provision.ssh.remote import connect
-    from provision.sync import project_sources, sync
-
     profile = load_profile(name)
-    sources = project_sources(project_root(), profile.data, profile.remote_dir, follow_links=follow_links)
+    sources = syncing.project_sources(
+        project_root(), profile.data, profile.remote_dir, follow_links=follow_links
+    )
     async with connect(target_for(profile)) as remote:
-        return await sync(remote, sources, delete=delete, dry_run=dry_run, progress=progress)
+        return await syncing.sync(remote, sources, delete=delete, dry_run=dry_run, progress=progress)
