@@ -648,7 +648,7 @@ def doctor(
     as_json: JsonOpt = False,
 ) -> None:
     """Run what the client will run, time every phase against the 60 s budget, name what is wrong."""
-    from provision.doctor.checks import Check, run_doctor
+    from provision.doctor import Check, run_doctor
 
     if client not in ("claude", "gemini"):
         raise McpctlError(f"--client must be 'claude' or 'gemini', not {client!r}.")

@@ -20,10 +20,10 @@ import asyncssh
 import pytest
 from typer.testing import CliRunner
 
-from provision.cli.app import app
+from provision.cli import app
 from provision.clients import configure, entries
 from provision.connect.log import log_path
-from provision.doctor.checks import PHASES, Check, DoctorReport, run_doctor
+from provision.doctor import PHASES, Check, DoctorReport, run_doctor
 from provision.profiles import Profile, known_hosts_path, load_profile, save_profile
 from provision.ssh import sandbox
 from provision.ssh.hostkeys import pin_host_key

@@ -14,7 +14,7 @@ import anyio
 import asyncssh
 import pytest
 
-from provision.doctor.checks import run_doctor
+from provision.doctor import run_doctor
 from provision.errors import HostKeyError
 from provision.profiles import Profile, known_hosts_path, save_profile
 from provision.ssh.hostkeys import pin_host_key
