@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -149,7 +150,9 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
                 settings.give_up_after,
             )
             try:
-                proxy = Proxy(name, target, argv, settings=settings, retarget=lambda: target_for(profile))
+                proxy = Proxy(
+                    name, target, argv, settings=settings, retarget=functools.partial(target_for, profile)
+                )
                 return asyncio.run(_run_with_signals(proxy, 0, wire))
             except Exception:
                 log.exception("the proxy stopped on an unexpected error")

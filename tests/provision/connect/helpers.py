@@ -346,4 +346,4 @@ def mcpctl_connect(name: str) -> list[str]:
     script = Path(sys.executable).parent / "mcpctl"
     if script.exists():
         return [str(script), "connect", name]
-    return [sys.executable, "-m", "provision.connect.proxy", name]
+    return [sys.executable, "-m", "provision.connect", name]
