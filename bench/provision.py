@@ -53,7 +53,7 @@ from tests.sshd import ensure_quiet_user, running_sshd, ssh_command
 GOAL_S = 2.0
 REPO = Path(__file__).resolve().parent.parent
 # `mcpctl` as its console script runs it, but from the current directory's checkout.
-MCPCTL = [sys.executable, "-c", "from provision.cli.app import app; app(prog_name='mcpctl')"]
+MCPCTL = [sys.executable, "-c", "from provision.cli import app; app(prog_name='mcpctl')"]
 RUN_TIMEOUT = 1800.0  # seconds for one provision (a first install on a cold cache downloads every wheel)
 
 

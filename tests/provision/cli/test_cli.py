@@ -20,11 +20,23 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner, Result
 
-from provision.cli.app import app
+from mcp_sales.errors import InvalidInput
+from mcp_sales.mapping import parse_column_overrides
+from provision.cli import app
+from provision.cli import provision as provision_cli
 from provision.host import provisioner
-from provision.profiles import Profile, known_hosts_path, list_profiles, profiles_dir, save_profile
+from provision.layout import RemoteLayout
+from provision.profiles import (
+    Profile,
+    known_hosts_path,
+    list_profiles,
+    load_profile,
+    profiles_dir,
+    save_profile,
+)
 from provision.ssh import sandbox
 from provision.ssh.hostkeys import pin_host_key
 from provision.sync import project_sources
@@ -34,7 +46,9 @@ if TYPE_CHECKING:
     from tests.conftest import SshdServer
 
 REPO = Path(__file__).resolve().parents[3]
-HEAVY = ("asyncssh", "boto3", "botocore", "pandas", "duckdb", "prophet", "pyarrow", "mcp_sales")
+# The server's data stack and its MCP runtime; mcp_sales.mapping (the column parser mcpctl shares with
+# the server) is light and allowed.
+HEAVY = ("asyncssh", "boto3", "botocore", "pandas", "duckdb", "prophet", "pyarrow", "mcp", "mcp_sales.server")
 TIMEOUT = 60.0  # seconds for a subprocess, an upper bound only
 
 
@@ -291,21 +305,60 @@ def test_provision_refuses_more_than_one_kind_of_host(mcpctl_home: Path, flags: 
     assert list_profiles() == []
 
 
-@pytest.mark.parametrize("column", ["bad", "=CITY", "operation=", "operation"])
-def test_provision_rejects_a_malformed_column_mapping(mcpctl_home: Path, column: str) -> None:
+@pytest.mark.parametrize(
+    ("column", "words"),
+    [
+        ("bad", "is not FIELD=COLUMN; write it like --column units=QUANTITYORDERED"),
+        ("=CITY", "is not FIELD=COLUMN"),
+        ("operation", "is not FIELD=COLUMN"),
+        ("operation=", "needs a column name after '='; operation is required"),
+        ("city=CITY", "names an unknown field 'city'; fields are: operation, product_id"),
+    ],
+)
+def test_provision_refuses_a_column_mapping_the_server_would_refuse(
+    mcpctl_home: Path, column: str, words: str
+) -> None:
     result = run("provision", "cols", "--host", "ann@127.0.0.1:1", "--column", column)
     assert result.exit_code == 1
     line = error_line(result)
-    assert f"--column {column!r} is not FIELD=SOURCE" in line
-    assert "--column operation=CITY" in line  # an example of the right form
+    assert line.startswith(f"error: --column {column!r} {words}")
+    with pytest.raises(InvalidInput) as server:  # the server says the same, word for word
+        parse_column_overrides([column])
+    assert line == f"error: {server.value}"
     assert list_profiles() == []
+
+
+def test_provision_accepts_every_column_mapping_the_server_accepts(mcpctl_home: Path) -> None:
+    """``revenue=`` unmaps an optional field on the server; mcpctl keeps it and passes it on."""
+    columns = ["Operation=CITY", "revenue=", "date_format=%d/%m/%Y"]
+    assert provision_cli.parse_columns(columns) == parse_column_overrides(columns)
+    profile = Profile(name="cols", host="h.example", user="ann", columns=parse_column_overrides(columns))
+    save_profile(profile)
+    assert load_profile("cols").columns == {"operation": "CITY", "revenue": "", "date_format": "%d/%m/%Y"}
+    argv = RemoteLayout.of(profile.remote_dir).server_argv((), profile.columns)
+    assert argv[3:] == [
+        "--column",
+        "operation=CITY",
+        "--column",
+        "revenue=",
+        "--column",
+        "date_format=%d/%m/%Y",
+    ]
+    assert parse_column_overrides([argv[4], argv[6], argv[8]]) == profile.columns  # what the server reads
+
+
+def test_a_profile_holds_only_columns_the_server_accepts() -> None:
+    with pytest.raises(ValidationError, match="names an unknown field 'city'"):
+        Profile(name="cols", host="h.example", user="ann", columns={"city": "CITY"})
+    with pytest.raises(ValidationError, match="contains '='"):
+        Profile(name="cols", host="h.example", user="ann", columns={"revenue=x": "c"})
 
 
 def test_provision_rejects_ec2_options_without_ec2(mcpctl_home: Path) -> None:
     result = run("provision", "plain", "--host", "ann@127.0.0.1:1", "--region", "eu-west-1")
     assert result.exit_code == 1
     assert error_line(result) == (
-        "error: --region does not apply to --host: only --ec2 launches an instance; drop the option."
+        "error: --region does not apply to --host: only --ec2 launches an instance; drop the option"
     )
     assert list_profiles() == []
 
@@ -336,7 +389,7 @@ def test_provision_sandbox_refuses_options_that_do_not_apply(
         assert result.exit_code == 1, result.output
         expected = reason.format(sandbox_dir=sandbox.sandbox_dir())
         assert error_line(result) == (
-            f"error: {option[0]} does not apply to --sandbox: {expected}; drop the option."
+            f"error: {option[0]} does not apply to --sandbox: {expected}; drop the option"
         )
         _nothing_was_started_or_written(mcpctl_home)
     finally:
@@ -350,7 +403,7 @@ def test_provision_names_every_option_that_does_not_apply_in_one_sentence(mcpctl
         assert error_line(result) == (
             "error: --identity-file, --yes and --volume-gb do not apply to --sandbox: the sandbox logs in "
             "with its own client key, and the sandbox's host key is read from its own files, so there is "
-            "nothing to confirm, and only --ec2 launches an instance; drop these options."
+            "nothing to confirm, and only --ec2 launches an instance; drop these options"
         )
         _nothing_was_started_or_written(mcpctl_home)
     finally:
@@ -376,7 +429,7 @@ def test_provision_ec2_refuses_options_that_do_not_apply_before_asking_aws(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(mcpctl_home / "no-aws-credentials"))
     result = run("provision", "cloud", "--ec2", "--region", "us-east-1", "--dry-run", *option)
     assert result.exit_code == 1, result.output
-    assert error_line(result) == f"error: {option[0]} does not apply to --ec2: {reason}; drop the option."
+    assert error_line(result) == f"error: {option[0]} does not apply to --ec2: {reason}; drop the option"
     _nothing_was_started_or_written(mcpctl_home)
 
 
@@ -389,7 +442,7 @@ def test_a_saved_sandbox_profile_re_run_without_a_flag_is_still_the_sandbox(mcpc
         assert result.exit_code == 1, result.output
         assert error_line(result) == (
             f"error: --remote-dir does not apply to the sandbox profile 'box': the sandbox always uses "
-            f"{profile.remote_dir}; drop the option."
+            f"{profile.remote_dir}; drop the option"
         )
         assert (profiles_dir() / "box.toml").read_bytes() == saved
         assert sandbox.status() is None
@@ -545,7 +598,7 @@ def test_sync_dry_run_prints_the_plan_and_changes_nothing(
         "pyproject.toml",
         "uv.lock",
         "mcp_sales/server.py",
-        "provision/cli/app.py",
+        "provision/cli/__init__.py",
         "data/my-sales.csv",
     ):
         assert f"+ {path} (new, " in text
@@ -609,7 +662,7 @@ def test_sync_of_an_unreachable_host_is_exit_3(mcpctl_home: Path, sshd: SshdServ
 
 HELP_SCRIPT = """
 import sys
-from provision.cli.app import app
+from provision.cli import app
 try:
     app(sys.argv[1:], prog_name="mcpctl")
 except SystemExit as exit:
@@ -659,3 +712,31 @@ def test_the_help_check_can_see_a_heavy_import(tmp_path: Path) -> None:
     assert done.returncode == 1  # stopped
     heavy = done.stderr.rpartition("HEAVY=")[2].strip().split(",")
     assert "asyncssh" in heavy
+
+
+def test_help_lists_every_command_and_group() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    listed = [
+        line.split()[1] for line in result.output.splitlines() if line.startswith("│ ") and "  " in line
+    ]
+    expected = ["provision", "sync", "version", "connect", "doctor", "logs", "status", "stop", "start"]
+    assert listed[1:] == [*expected, "destroy", "profile", "sandbox", "config"]  # after --help itself
+    for group, commands in {
+        "profile": ["list", "show", "remove"],
+        "sandbox": ["up", "down", "status"],
+    }.items():
+        sub = CliRunner().invoke(app, [group, "--help"], env={"COLUMNS": "200"})
+        assert sub.exit_code == 0 and all(f"│ {command} " in sub.output for command in commands)
+    config = CliRunner().invoke(app, ["config", "--help"], env={"COLUMNS": "200"})
+    assert "│ claude " in config.output and "│ gemini " in config.output
+
+
+def test_the_column_parser_mcpctl_shares_with_the_server_is_light() -> None:
+    """mcpctl reads --column with the server's parser; importing it must not load the server's stack."""
+    script = f"import sys, mcp_sales.mapping; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=TIMEOUT, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

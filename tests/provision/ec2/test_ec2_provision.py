@@ -27,7 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from provision import ec2
-from provision.cli.app import app
+from provision.cli import app
 from provision.ec2 import provisioning as ec2_provision
 from provision.ec2.cloudinit import HostKey
 from provision.ec2.lifecycle import (

@@ -32,7 +32,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from typer.testing import CliRunner
 
-from provision.cli.app import app
+from provision.cli import app
 from provision.errors import ConnectError, HostKeyError, ProfileError
 from provision.host import provisioner
 from provision.host.bootstrap import UV_VERSION

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import provision.sync as sync_mod  # where provisioner looks up sync(), so a test can wrap it
-from provision.cli.app import app
+from provision.cli import app
 from provision.host import provisioner
 from provision.layout import RemoteLayout
 from provision.profiles import Profile, known_hosts_path, save_profile
