@@ -277,13 +277,17 @@ class Ledger:
         """
         return self.handshake.replay(self.new_id)
 
-    def abandon(self, message: str) -> list[bytes]:
-        """Giving up: return error responses for every request in flight or queued, and forget them."""
+    def abandon(self, message: str, data: dict[str, str] | None = None) -> list[bytes]:
+        """Giving up: return error responses for every request in flight or queued, and forget them.
+
+        ``data`` travels in each error's ``data`` member: the parts of ``message`` as fields (what went
+        wrong, what to do), so a program such as ``mcpctl doctor`` need not take the sentence apart.
+        """
         parts = list(self._pending.values())
         parts += [part for queued in self._queue for part in queued.parts if part.kind is Kind.REQUEST]
         self._pending.clear()
         self._queue.clear()
-        return [error_response(part.id, GAVE_UP, message) for part in parts]
+        return [error_response(part.id, GAVE_UP, message, data) for part in parts]
 
 
 def _cancelled_key(part: Part) -> str | None:

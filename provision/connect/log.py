@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from provision.errors import ProfileError
-from provision.profiles import NAME_PATTERN, NAME_RULE, log_dir
+from provision.profiles import check_name, log_dir
 
 POLL_INTERVAL = 0.2  # seconds between looks at a quiet log file
 _BLOCK = 64 * 1024
@@ -26,9 +26,7 @@ def log_path(name: str) -> Path:
         ProfileError: ``name`` is not a valid profile name, or the log directory cannot be created.
     """
     # The name becomes a file name: a valid profile name cannot climb out of the directory.
-    if not NAME_PATTERN.fullmatch(name):
-        raise ProfileError(f"{name!r} is not a valid profile name", hint=f"a name {NAME_RULE}")
-    return log_dir() / f"{name}.log"
+    return log_dir() / f"{check_name(name)}.log"
 
 
 def tail(path: Path, lines: int) -> list[str]:

@@ -279,7 +279,8 @@ class Proxy:
         elapsed = time.monotonic() - since
         message = f"mcpctl gave up on the server of '{self.name}' after {elapsed:.1f} s: {error}"
         log.error("%s", message)
-        for line in self.ledger.abandon(message):
+        fields = {"message": error.message, "hint": error.hint or "", "error": type(error).__name__}
+        for line in self.ledger.abandon(message, fields):
             await self._to_client(line)
         self._exit_code = error.exit_code
         self.stop("gave up")

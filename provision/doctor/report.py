@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcp.shared.exceptions import MCPError
+
 from provision.errors import McpctlError
 
 PHASES = (
@@ -110,6 +112,8 @@ def message_of(exc: BaseException) -> str:
     exc = innermost(exc)
     if isinstance(exc, McpctlError):
         return exc.message
+    if isinstance(exc, MCPError) and isinstance(exc.data, dict) and isinstance(exc.data.get("message"), str):
+        return str(exc.data["message"])  # the proxy's error, its parts as fields (connect/ledger.py)
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
     return str(exc) or type(exc).__name__

@@ -73,8 +73,9 @@ def test_ledger_filters_late_answers_and_queued_cancellations() -> None:
     cancel = _message({"method": "notifications/cancelled", "params": {"requestId": 1}})
     assert ledger.admit(cancel) is None
     assert ledger.queued == 1
-    gave_up = _decoded(ledger.abandon("gone"))
+    gave_up = _decoded(ledger.abandon("gone: do this", {"message": "gone", "hint": "do this"}))
     assert [m["id"] for m in gave_up] == [2] and gave_up[0]["error"]["code"] == jsonrpc.GAVE_UP
+    assert gave_up[0]["error"]["data"] == {"message": "gone", "hint": "do this"}
     # A cancellation for a request already answered by us is not sent to the new server.
     assert (
         ledger.to_server(_message({"method": "notifications/cancelled", "params": {"requestId": 3}})) is None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from mcp.shared.exceptions import MCPError
+
+from provision.connect.jsonrpc import GAVE_UP
 from provision.doctor.report import PHASES, Check, DoctorReport, clip, message_of, shown
 from provision.errors import ConnectError
 
@@ -52,3 +55,11 @@ def test_message_of_takes_what_is_wrong_not_the_advice_for_another_command() -> 
         "No such file or directory (/x)"
     )
     assert message_of(RuntimeError()) == "RuntimeError"
+
+
+def test_message_of_a_proxy_error_takes_its_message_field_not_the_whole_sentence() -> None:
+    sentence = "mcpctl gave up on the server of 'x' after 3.0 s: cannot reach h:22; run `mcpctl doctor x`"
+    fields = {"message": "cannot reach h:22", "hint": "run `mcpctl doctor x`", "error": "ConnectError"}
+    assert message_of(MCPError(GAVE_UP, sentence, fields)) == "cannot reach h:22"
+    # Without the fields (another server's error) the sentence is all there is.
+    assert message_of(MCPError(GAVE_UP, sentence)) == sentence
