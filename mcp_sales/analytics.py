@@ -155,6 +155,9 @@ def _pick(
     if not wanted:
         raise InvalidInput(f"{field} is empty; name one ({hint})")
     exact = [item for item in items if any(label.casefold() == wanted for label in labels(item))]
+    if len(exact) > 1:  # names that differ only in case ("Reno", "RENO"): the exact spelling picks one
+        spelled = " ".join(str(query).split())
+        exact = [item for item in exact if spelled in labels(item)] or exact
     matches = exact or [item for item in items if any(wanted in label.casefold() for label in labels(item))]
     if len(matches) == 1:
         return matches[0]

@@ -418,3 +418,22 @@ def test_resolve_product_by_id_name_and_part(sample_data: SalesData, awkward_dat
         resolve_product(awkward_data, "S72_3212", "nyc")
     with pytest.raises(InvalidInput, match="'Motorcycles' matches 2 products"):
         resolve_product(awkward_data, "Motorcycles")
+
+
+def test_names_differing_only_in_case_are_picked_by_their_exact_spelling(tmp_path: Path) -> None:
+    source = tmp_path / "twins.csv"
+    source.write_text(
+        "store,sku,name,qty,date\n"
+        "Reno,ab1,Soap,3,2019-01-01\nRENO,AB1,Soda,4,2019-01-01\nRENO,ab1,Soap,5,2019-02-01\n"
+    )
+    mapping = ColumnMapping(
+        operation="store", product_id="sku", product_name="name", units="qty", date="date"
+    )
+    data = SalesStore(source, mapping, cache_root=tmp_path / "cache").current()
+    assert resolve_operation(data, "RENO") == "RENO"
+    assert resolve_operation(data, " Reno ") == "Reno"
+    assert top_products(data, data.operations[0], 1).operation == data.operations[0]
+    assert resolve_product(data, "AB1") == ("AB1", "Soda")
+    assert resolve_product(data, "ab1", "RENO") == ("ab1", "Soap")
+    with pytest.raises(InvalidInput, match="'reno' matches 2 operations: RENO, Reno; say which one"):
+        resolve_operation(data, "reno")
