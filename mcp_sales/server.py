@@ -230,7 +230,11 @@ def _date_range(start_date: str | None, end_date: str | None) -> tuple[dt.date |
 def _num(value: float | None, metric: str = "units") -> str:
     if value is None:
         return "-"
-    return f"${value:,.2f}" if metric == "revenue" else f"{value:,.0f}"
+    if metric == "revenue":
+        return f"${value:,.2f}"
+    # Units may be fractional (kilograms, litres): 1.5 is "1.5", not rounded to "2".
+    text = f"{value:,.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 def _revenue(value: float | None) -> str:

@@ -185,6 +185,25 @@ async def test_top_products_text_is_a_readable_ranking(config: ServerConfig) -> 
     assert result.meta is not None and result.meta["mcp-sales/elapsed_ms"] >= 0  # server-side time
 
 
+@pytest.mark.anyio
+async def test_fractional_units_are_written_as_they_are(tmp_path: Path) -> None:
+    """Units sold by weight or volume keep their decimals in the text (1.5 kg is not "2 units")."""
+    source = tmp_path / "bulk.csv"
+    source.write_text(
+        "OPERATION_NAME,PRODUCT_ID,PRODUCT_NAME,UNITS_SOLD,CALENDAR_YEAR,CALENDAR_MONTH\n"
+        "Dallas,P1,Flour,1.5,2023,1\nDallas,P2,Rice,0.25,2023,1\nDallas,P3,Salt,-0.125,2023,2\n"
+        "Dallas,P4,Oats,1200,2023,2\n"
+    )
+    bulk = ServerConfig(data_path=source, cache_dir=tmp_path / "cache")
+    top = text_of(await call(bulk, "top_n_products", {"n": 4, "operation": "Dallas"}))
+    assert "Flour (P1): 1.5 units" in top and "Rice (P2): 0.25 units" in top
+    assert "Salt (P3): -0.12 units" in top and "Oats (P4): 1,200 units" in top
+    over_time = text_of(await call(bulk, "sales_over_time", {"operation": "Dallas"}))
+    assert "2023-01-01: 1.75 units" in over_time and "2023-02-01: 1,199.88 units" in over_time
+    products = text_of(await call(bulk, "list_products", {}))
+    assert "Flour (P1): 1.5 units" in products
+
+
 # --- bad input becomes an actionable tool error ---------------------------------------------------
 
 BAD_INPUT = [
