@@ -184,8 +184,8 @@ def _finish(
             source.name,
         )
     numbers = NumberChecks()
-    if units_not_finite or revenue_not_finite or negative:
-        numbers = _number_checks(con, select, units_not_finite, revenue_not_finite, negative)
+    if empty or units_not_finite or revenue_not_finite or negative:
+        numbers = _number_checks(con, select, units_not_finite, revenue_not_finite, negative, empty)
         for note in numbers.notes():
             logger.warning("%s: %s", source.name, note)
     sales = lit(str(work / "sales.parquet"))
@@ -254,7 +254,12 @@ def _check_addable(mapping: ColumnMapping, units_size: float | None, revenue_siz
 
 
 def _number_checks(
-    con: duckdb.DuckDBPyConnection, select: str, units_not_finite: int, revenue_not_finite: int, negative: int
+    con: duckdb.DuckDBPyConnection,
+    select: str,
+    units_not_finite: int,
+    revenue_not_finite: int,
+    negative: int,
+    incomplete: int,
 ) -> NumberChecks:
     """The counts, with the data row (1-based, header not counted) of the first of each kind.
 
@@ -263,11 +268,12 @@ def _number_checks(
     """
     con.execute("SET preserve_insertion_order = true")  # row_number() OVER () then follows the file
     try:
-        first_units, first_revenue, first_negative = one(
+        first_units, first_revenue, first_negative, first_incomplete = one(
             con,
             f"SELECT min(data_row) FILTER (WHERE {_UNITS_NOT_FINITE}), "
             f"min(data_row) FILTER (WHERE {_REVENUE_NOT_FINITE}), "
-            f"min(data_row) FILTER (WHERE {_NEGATIVE_UNITS}) "
+            f"min(data_row) FILTER (WHERE {_NEGATIVE_UNITS}), "
+            f"min(data_row) FILTER (WHERE {_INCOMPLETE}) "
             f"FROM (SELECT row_number() OVER () AS data_row, * FROM ({select}))",
         )
     finally:
@@ -276,6 +282,7 @@ def _number_checks(
         units_not_finite=RowsNoted(rows=units_not_finite, first_row=first_units),
         revenue_not_finite=RowsNoted(rows=revenue_not_finite, first_row=first_revenue),
         negative_units=RowsNoted(rows=negative, first_row=first_negative),
+        incomplete=RowsNoted(rows=incomplete, first_row=first_incomplete),
     )
 
 

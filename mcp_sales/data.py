@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 # 3: rows with a non-finite units or revenue are left out and counted (meta "numbers").
 # 4: the date format is detected from every distinct value: two-digit years read as %y, years outside
 #    1900-2100 refused, day/month order decided by the values (meta "dates").
-LAYOUT = "4"
+# 5: rows left out for an empty operation, product, units or date are counted in meta "numbers".
+LAYOUT = "5"
 QUERY_MEMORY_LIMIT = "512MB"
 # The pre-aggregate is held in memory when at most this many rows (day-grain data can be larger).
 AGG_IN_MEMORY_MAX_ROWS = 2_000_000

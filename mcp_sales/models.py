@@ -94,6 +94,10 @@ class NumberChecks(_Result):
     negative_units: RowsNoted = Field(
         default_factory=RowsNoted, description="Rows with negative units (returns?), included as given."
     )
+    incomplete: RowsNoted = Field(
+        default_factory=RowsNoted,
+        description="Rows left out because their operation, product, units or date is empty.",
+    )
 
     def notes(self) -> list[str]:
         """One sentence per finding, for people (``mcp-sales check``) and models (dataset_summary)."""
@@ -104,6 +108,13 @@ class NumberChecks(_Result):
             for field, found in (("units", self.units_not_finite), ("revenue", self.revenue_not_finite))
             if found.rows
         ]
+        if self.incomplete.rows:
+            rows = self.incomplete.rows
+            notes.append(
+                _rows(rows, "an empty operation, product, units or date")
+                + (f" (first: data row {self.incomplete.first_row})" if self.incomplete.first_row else "")
+                + f"; {'it is' if rows == 1 else 'they are'} left out"
+            )
         if self.negative_units.rows:
             rows = self.negative_units.rows
             notes.append(
@@ -152,7 +163,8 @@ class DatasetSummary(_Result):
     revenue_total: float | None
     numbers: NumberChecks = Field(
         default_factory=NumberChecks,
-        description="Rows left out for a NaN or infinite units/revenue, and rows with negative units.",
+        description="Rows left out for a NaN or infinite units/revenue or an empty operation, product, "
+        "units or date, and rows with negative units.",
     )
     data_version: str
 

@@ -14,6 +14,7 @@ import pytest
 from mcp_sales.data import SalesData, SalesStore
 from mcp_sales.errors import DataError
 from mcp_sales.mapping import ColumnMapping, load_mapping, parse_column_overrides
+from mcp_sales.models import RowsNoted
 
 
 def rows_of(data: SalesData, sql: str) -> list[tuple[object, ...]]:
@@ -49,6 +50,10 @@ def test_dropped_rows_are_counted_and_logged(
     with caplog.at_level(logging.WARNING, logger="mcp_sales.convert"):
         data = SalesStore(awkward_csv, awkward_mapping).current()
     assert data.dropped_rows == 1
+    assert data.numbers.incomplete == RowsNoted(rows=1, first_row=18)  # the line without a quantity
+    assert data.numbers.notes() == [
+        "1 row has an empty operation, product, units or date (first: data row 18); it is left out"
+    ]
     assert "dropped 1 of 400 rows of sales_export.csv" in caplog.text
     assert rows_of(data, "SELECT count(*) FROM sales")[0][0] == 399
 

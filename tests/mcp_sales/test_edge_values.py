@@ -90,6 +90,7 @@ class EdgeFile:
             negative_units=noted(
                 [i for i, row in enumerate(self.rows) if kept[i] and (_number(row[3]) or 0.0) < 0]
             ),
+            incomplete=noted([i for i, row in enumerate(self.rows) if _number(row[3]) is None]),
         )
 
     def units_by_operation(self) -> dict[str, float]:
@@ -196,11 +197,14 @@ def test_check_reports_non_finite_and_negative_numbers(edge_file: EdgeFile, tmp_
     assert data_check["ok"], data_check
     numbers = edge_file.numbers()
     units, revenue, negative = numbers.units_not_finite, numbers.revenue_not_finite, numbers.negative_units
+    assert numbers.incomplete.rows == 1  # the row with empty units
     assert data_check["warnings"] == [
         f"{units.rows} rows have a units value that is not a finite number (first: data row "
         f"{units.first_row}); they are left out",
         f"{revenue.rows} rows have a revenue value that is not a finite number (first: data row "
         f"{revenue.first_row}); they are left out",
+        "1 row has an empty operation, product, units or date (first: data row "
+        f"{numbers.incomplete.first_row}); it is left out",
         f"{negative.rows} rows have negative units (returns?); they are included as given",
     ]
     assert all(not c["warnings"] for c in report["checks"] if c["name"] != "data")
@@ -222,7 +226,8 @@ def test_check_prints_the_warnings(tmp_path: Path) -> None:
         "warn data     5 rows have a units value that is not a finite number "
         f"(first: data row {first_units}); they are left out"
     )
-    assert len(warnings) == 3 and "negative units (returns?)" in warnings[2]
+    assert "1 row has an empty operation, product, units or date" in warnings[2]
+    assert len(warnings) == 4 and "negative units (returns?)" in warnings[3]
 
 
 def test_clean_data_has_no_number_warnings(small_csv: Path, tmp_path: Path) -> None:
@@ -352,6 +357,7 @@ async def test_totals_leave_out_exactly_the_invalid_rows(edge_file: EdgeFile) ->
     assert NumberChecks.model_validate(numbers) == edge_file.numbers()
     assert "Note: 5 rows have a units value that is not a finite number" in text_of(summary)
     assert "Note: 2 rows have negative units (returns?); they are included as given." in text_of(summary)
+    assert "Note: 1 row has an empty operation, product, units or date (first: data row" in text_of(summary)
 
     top, _ = await _call(edge_file.path, "top_n_products", {"n": 5, "operation": "Austin"})
     products = (top.structured_content or {})["products"]
