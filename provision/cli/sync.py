@@ -74,6 +74,14 @@ def _print_sync_report(report: Any, *, as_json: bool) -> None:
                 "deleted": report.deleted,
                 "seconds": report.seconds,
                 "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
+                "plans": [
+                    {
+                        "remote_root": plan.remote_root,
+                        "send": [{"path": u.path, "reason": u.reason, "size": u.size} for u in plan.uploads],
+                        "delete": list(plan.deletes),
+                    }
+                    for plan in report.plans
+                ],
                 "changed_while_sending": [str(u.local_path) for u in report.unsettled],
             }
         )

@@ -221,3 +221,23 @@ def test_sync_of_a_file_that_keeps_changing_names_it_and_exits_non_zero(
     assert settled.exit_code == 0, settled.output
     assert (remote_dir / "data" / "sales.csv").read_bytes() == real.read_bytes()
     assert stat.S_ISREG((remote_dir / "data" / "sales.csv").lstat().st_mode)
+
+
+def test_dry_run_json_lists_what_would_be_sent_and_deleted(
+    mcpctl_home: Path, sshd: SshdServer, tmp_path: Path, project: Path, sales_link: Path
+) -> None:
+    remote_dir = tmp_path / "remote" / "app"
+    host_profile(sshd, "plan", remote_dir, [sales_link])
+    assert run("sync", "plan").exit_code == 0
+    (project / "mcp_sales" / "new.py").write_text("print('new')\n")
+    (remote_dir / "mcp_sales" / "gone.py").write_text("old\n")
+
+    as_json = run("sync", "plan", "--dry-run", "--delete", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.stdout)
+    assert report["dry_run"] is True and report["up_to_date"] is False
+    [code] = [p for p in report["plans"] if p["remote_root"] == str(remote_dir)]
+    assert code["send"] == [{"path": "mcp_sales/new.py", "reason": "new", "size": 13}]
+    assert code["delete"] == ["mcp_sales/gone.py"]
+    assert not (remote_dir / "mcp_sales" / "new.py").exists()
+    assert (remote_dir / "mcp_sales" / "gone.py").exists()
