@@ -67,10 +67,10 @@ class SyncPlan:
             + skipped
         ]
         lines += [
-            f"  {'+' if u.reason == 'new' else '~'} {u.path} ({u.reason}, {size_text(u.size)})"
+            f"  {'+' if u.reason == 'new' else '~'} {shown(u.path)} ({u.reason}, {size_text(u.size)})"
             for u in self.uploads
         ]
-        lines += [f"  - {path}" for path in self.deletes]
+        lines += [f"  - {shown(path)}" for path in self.deletes]
         lines += skip_lines(self)
         return "\n".join(lines)
 
@@ -80,7 +80,29 @@ class SyncPlan:
 
 def skip_lines(plan: SyncPlan) -> list[str]:
     """One line per local entry the plan leaves out, with the reason."""
-    return [f"  ! {s.path} (skipped: {s.reason})" for s in plan.skipped]
+    return [f"  ! {shown(s.path)} (skipped: {s.reason})" for s in plan.skipped]
+
+
+def shown(path: str) -> str:
+    """``path`` for a terminal, control characters and undecodable bytes escaped.
+
+    A file name can then neither break a plan line in two nor send escape sequences to the terminal.
+    """
+    return "".join(_shown_char(char) for char in path)
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _shown_char(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode's surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x20 or 0x7F <= code < 0xA0:
+        return _ESCAPES.get(char, f"\\x{code:02x}")
+    if 0xD800 <= code < 0xE000:
+        return f"\\u{code:04x}"
+    return char
 
 
 def is_safe_path(path: str) -> bool:

@@ -212,3 +212,20 @@ def test_a_recorded_hash_survives_a_plan_that_leaves_the_file_alone() -> None:
     assert result.unchanged == ("a.py",) and result.uploads == ()
     assert result.record == {"a.py": FileEntry(10, T0, "s", 0o644, None, T0 + 7)}
     assert not result.record_stale
+
+
+def test_a_plan_shows_control_characters_in_names_escaped_one_line_per_entry() -> None:
+    forged = "new\n  - data/sales.csv"  # a name that would print as a second, made-up line
+    ansi = "\x1b[2Jclear.txt"
+    undecodable = "bad\udcff.txt"  # a byte that is not UTF-8, as os.fsdecode gives it
+    local = replace(
+        local_of({forged: entry(size=1), undecodable: entry(size=1)}),
+        skipped=(Skipped("fi\rfo", SKIP_FIFO),),
+    )
+    lines = plan(local, remote_of({ansi: entry()}), delete=True).describe().splitlines()
+    assert lines[1:] == [
+        "  + new\\n  - data/sales.csv (new, 1 byte)",
+        "  + bad\\xff.txt (new, 1 byte)",
+        "  - \\x1b[2Jclear.txt",
+        f"  ! fi\\rfo (skipped: {SKIP_FIFO})",
+    ]
