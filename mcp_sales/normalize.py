@@ -277,19 +277,20 @@ def _unreadable(con: duckdb.DuckDBPyConnection, column: str, best: str | None) -
     shown = example[:60]
     years = _years(con, example, DATE_FORMATS)
     where = " or ".join(("--date-format (strptime, e.g. '%d.%m.%Y')", "date_format in mcp_sales.toml"))
+    plausible = [
+        f for f, y in zip(DATE_FORMATS, years, strict=True) if y is not None and MIN_YEAR <= y <= MAX_YEAR
+    ]
+    # Checked first: "01/02/19" among "01/02/2019" is another format (%y), not a year-19 typo.
+    if best is not None and plausible:
+        return DataError(
+            f"column {column!r} (date) mixes date formats: most dates read as {best!r} but values like "
+            f"{shown!r} only as {plausible[0]!r}; export the column in one format or fix those rows"
+        )
     if best is not None and (year := years[DATE_FORMATS.index(best)]) is not None:
         return DataError(
             f"column {column!r} (date) has values like {shown!r} that {best!r} (the format that reads the "
             f"most rows) reads as the year {year}, outside {MIN_YEAR}-{MAX_YEAR}; fix those rows or pass the "
             f"format with {where}"
-        )
-    plausible = [
-        f for f, y in zip(DATE_FORMATS, years, strict=True) if y is not None and MIN_YEAR <= y <= MAX_YEAR
-    ]
-    if best is not None and plausible:
-        return DataError(
-            f"column {column!r} (date) mixes date formats: most dates read as {best!r} but values like "
-            f"{shown!r} only as {plausible[0]!r}; export the column in one format or fix those rows"
         )
     parsed = [(f, y) for f, y in zip(DATE_FORMATS, years, strict=True) if y is not None]
     if parsed:

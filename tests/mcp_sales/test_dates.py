@@ -288,6 +288,16 @@ def test_mixed_shapes_name_a_value_the_best_format_does_not_read(tmp_path: Path)
     )
 
 
+def test_two_and_four_digit_years_in_one_column_are_mixed_formats(tmp_path: Path) -> None:
+    # "01/02/19" is not the year 19 of the four-digit format: it is another format, which no single
+    # --date-format fixes.
+    message = failure(tmp_path, ["01/02/2019", "03/04/2019", "01/02/19"])
+    assert message == (
+        "column 'DATE' (date) mixes date formats: most dates read as '%m/%d/%Y' but values like "
+        "'01/02/19' only as '%m/%d/%y'; export the column in one format or fix those rows"
+    )
+
+
 def test_a_year_outside_1900_2100_is_refused(tmp_path: Path) -> None:
     message = failure(tmp_path / "typo", ["01/01/2019", "02/01/2019", "01/01/2201"])
     assert message.startswith(
