@@ -49,9 +49,12 @@ def doctor(
         )
     else:
         verdict = "[green]healthy[/green]" if report.ok else "[red]needs attention[/red]"
-        err.print(
-            f"{name}: {verdict}; first answer after {report.total_s:.1f} s "
-            f"of a {report.budget_s:.0f} s budget"
-        )
+        answered = any(c.phase == "initialize" and c.ok and not c.skipped for c in report.checks)
+        if answered:
+            timing = f"first answer after {report.total_s:.1f} s of a {report.budget_s:.0f} s budget"
+        else:
+            first = report.failures[0].phase if report.failures else "initialize"
+            timing = f"no answer to initialize (first failure: {first})"
+        err.print(f"{name}: {verdict}; {timing}")
     if not report.ok:
         raise typer.Exit(1)

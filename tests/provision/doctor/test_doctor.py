@@ -449,3 +449,10 @@ def test_a_stopped_sandbox_is_told_from_one_that_runs_but_does_not_answer(
     assert f"the sandbox (pid {running.pid}) runs on 127.0.0.1:{running.port} but does not answer" in fix
     assert "`mcpctl sandbox down` and `mcpctl sandbox up`" in fix
     _assert_skipped_after(frozen, "connect")
+
+
+def test_cli_doctor_does_not_claim_a_first_answer_when_none_came(mcpctl_home: Path, tmp_path: Path) -> None:
+    broken = runner.invoke(app, ["doctor", "nosuch", "--config-path", str(tmp_path / "claude.json")])
+    assert broken.exit_code == 1
+    summary = " ".join(broken.stderr.split()).rsplit("nosuch: ", 1)[-1]
+    assert summary == "needs attention; no answer to initialize (first failure: profile)"
