@@ -98,11 +98,23 @@ async def check_host_key(dx: Diagnosis) -> None:
             f"check {new} with the host's owner, then pin it with "
             f"`mcpctl provision {dx.name} --host-key {new}`.",
         )
+    changed = (
+        f"the host key of {target.address} CHANGED: {file} {pinned_phrase(pinned)} for {name}, but "
+        f"the host presents {describe_keys(presented) or 'no key of those types'}"
+    )
+    if target.sandbox:
+        dx.fail(
+            "host key",
+            started,
+            changed,
+            "if the sandbox made a new key (its key files were removed), re-pin it from them with "
+            f"`mcpctl provision {target.ref} --sandbox`; otherwise another program holds the sandbox's "
+            "port: do not connect.",
+        )
     dx.fail(
         "host key",
         started,
-        f"the host key of {target.address} CHANGED: {file} {pinned_phrase(pinned)} for {name}, but "
-        f"the host presents {describe_keys(presented) or 'no key of those types'}",
+        changed,
         f"if the host was rebuilt, confirm {new} with its owner and re-pin it with `mcpctl provision "
         f"{dx.name} --host-key {new}` (or delete the line for {name} from {target.known_hosts}); "
         "otherwise do not connect, the connection may be intercepted.",

@@ -106,6 +106,14 @@ def host_key_refused(
     new = HostKey.from_ssh_key(key)
     # Look the host up exactly as asyncssh did, to tell "changed" from "never pinned".
     pinned = known.match(host, addr, None if port == 22 else port)[0]
+    if pinned and target.sandbox:
+        return HostKeyError(
+            f"the host key of {target.address} CHANGED: {file} {pinned_phrase(pinned)} for "
+            f"{target.known_hosts_name}, but the host now presents {describe_keys([new])}",
+            hint=f"if the sandbox made a new key (its key files were removed), re-pin it from them with "
+            f"`mcpctl provision {target.ref} --sandbox`; otherwise another program holds the sandbox's "
+            "port: do not connect",
+        )
     if pinned:
         return HostKeyError(
             f"the host key of {target.address} CHANGED: {file} {pinned_phrase(pinned)} for "

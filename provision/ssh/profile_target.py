@@ -45,6 +45,7 @@ def target_for(profile: Profile) -> Target:
         connect_timeout=profile.connect_timeout,
         keepalive_interval=profile.keepalive_interval,
         name=profile.name,
+        sandbox=profile.kind == "sandbox",
     )
 
 

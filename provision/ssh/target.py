@@ -31,6 +31,7 @@ class Target:
     connect_timeout: float = 10.0
     keepalive_interval: float = 15.0
     name: str | None = None  # the profile name, used in the advice our error messages give
+    sandbox: bool = False  # the local sandbox: its key is re-pinned from its own files, not --host-key
 
     @property
     def address(self) -> str:

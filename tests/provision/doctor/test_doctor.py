@@ -7,6 +7,7 @@ test provokes one real problem and checks that the failing phase is named and it
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -24,9 +25,12 @@ from provision.cli import app
 from provision.clients import configure, entries
 from provision.connect.log import log_path
 from provision.doctor import PHASES, Check, DoctorReport, run_doctor
+from provision.errors import HostKeyError
 from provision.profiles import Profile, known_hosts_path, load_profile, save_profile
 from provision.ssh import sandbox
 from provision.ssh.hostkeys import pin_host_key
+from provision.ssh.profile_target import target_for
+from provision.ssh.remote import open_remote
 from provision.ssh.sandbox import SandboxInfo
 
 REPO = Path(__file__).resolve().parents[3]
@@ -456,3 +460,23 @@ def test_cli_doctor_does_not_claim_a_first_answer_when_none_came(mcpctl_home: Pa
     assert broken.exit_code == 1
     summary = " ".join(broken.stderr.split()).rsplit("nosuch: ", 1)[-1]
     assert summary == "needs attention; no answer to initialize (first failure: profile)"
+
+
+def test_a_sandbox_with_a_new_host_key_is_re_pinned_with_provision_sandbox(
+    box: SandboxInfo, tmp_path: Path
+) -> None:
+    """--host-key does not apply to a sandbox profile, so the advice names `provision NAME --sandbox`."""
+    sandbox.down()
+    for key_file in sandbox.sandbox_dir().glob("host_key*"):
+        key_file.unlink()  # the sandbox makes a new key on its next start
+    sandbox.up()
+    report, _ = _doctor("box", tmp_path / "claude.json")
+    check = _check(report, "host key")
+    assert not check.ok and "CHANGED" in check.detail
+    assert "`mcpctl provision box --sandbox`" in (check.fix or "")
+    assert "--host-key" not in (check.fix or "")
+
+    with pytest.raises(HostKeyError) as refused:
+        asyncio.run(open_remote(target_for(load_profile("box"))))
+    assert "`mcpctl provision box --sandbox`" in (refused.value.hint or "")
+    assert "--host-key" not in (refused.value.hint or "")
