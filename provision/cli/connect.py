@@ -24,7 +24,7 @@ def connect(name: NameArg) -> None:
 def logs(
     name: NameArg,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
-    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 50,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many lines from the end.")] = 50,
 ) -> None:
     """Print the log of `mcpctl connect NAME` (remote stderr, reconnects, firewall drops)."""
     from provision.connect import log as logfiles

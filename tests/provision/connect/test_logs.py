@@ -141,3 +141,11 @@ def test_cli_logs_prints_the_last_lines_of_the_profiles_log(mcpctl_home: Path) -
     assert result.stdout.splitlines() == ["line 7", "line 8", "line 9"]
     unknown = runner.invoke(app, ["logs", "nosuch"])
     assert unknown.exit_code == 2 and "no profile named 'nosuch'" in unknown.output
+
+
+def test_cli_logs_refuses_a_negative_line_count(mcpctl_home: Path) -> None:
+    save_profile(Profile(name="demo", host="127.0.0.1", user="someone"))
+    log_path("demo").write_text("line 0\n")
+    negative = runner.invoke(app, ["logs", "demo", "-n", "-1"])
+    assert negative.exit_code == 2 and negative.stdout == ""
+    assert "greater than or equal to" in " ".join(negative.output.split())
