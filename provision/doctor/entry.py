@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Mapping
@@ -79,7 +80,14 @@ def _runs_profile(dx: Diagnosis, entry: object) -> bool:
     if program(command) == "mcpctl":
         return args[1:2] == [dx.name]
     login = f"{dx.profile.user}@{dx.profile.host}"
-    return login in args and dx.profile.remote_dir in str(args[-1])
+    if login not in args:
+        return False
+    line = str(args[-1])
+    try:
+        words = shlex.split(line)  # the remote command quotes a remote_dir holding spaces or quotes
+    except ValueError:
+        words = [line]
+    return any(dx.profile.remote_dir in word for word in words)
 
 
 def _judge(dx: Diagnosis, key: str, entry: object, file: str, fallback: Launch) -> tuple[Check, Launch]:

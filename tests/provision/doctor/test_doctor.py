@@ -480,3 +480,17 @@ def test_a_sandbox_with_a_new_host_key_is_re_pinned_with_provision_sandbox(
         asyncio.run(open_remote(target_for(load_profile("box"))))
     assert "`mcpctl provision box --sandbox`" in (refused.value.hint or "")
     assert "--host-key" not in (refused.value.hint or "")
+
+
+def test_an_ssh_entry_for_a_remote_dir_with_a_quote_is_recognised_as_the_profiles(
+    sshd: Any, mcpctl_home: Path, tmp_path: Path
+) -> None:
+    if shutil.which("ssh") is None:
+        pytest.skip("no OpenSSH client (ssh) on PATH")
+    quoted = tmp_path / "it's here"
+    quoted.symlink_to(REPO)  # the same checkout, reached by a path the remote command must quote
+    config = _configure(_profile(sshd, remote_dir=str(quoted)), tmp_path / "claude.json", style="ssh")
+    report, _ = _doctor("demo", config)
+    entry = _check(report, "config entry")
+    assert entry.ok and "which is not profile" not in entry.detail, entry
+    assert report.ok, report.failures
