@@ -16,6 +16,7 @@ import asyncssh
 from provision.doctor.context import Diagnosis, since
 from provision.doctor.report import Check, shown
 from provision.errors import KeyNeedsPassphrase, ProfileError, SandboxError
+from provision.layout import RemoteLayout
 from provision.profiles import Profile, load_profile, profiles_dir
 from provision.ssh import sandbox
 from provision.ssh.keys import read_identity
@@ -33,6 +34,8 @@ def check_profile(dx: Diagnosis) -> None:
     started = time.perf_counter()
     try:
         saved = load_profile(dx.name)
+        # what `mcpctl connect` passes the server: refused there (two data files...), refused here
+        RemoteLayout.of(saved.remote_dir).server_args(saved.data, saved.columns, saved.server_args)
         target = target_for(saved)  # a sandbox profile follows its sandbox to its current port
         dx.sandbox = _running_sandbox(saved)
     except (ProfileError, SandboxError) as exc:

@@ -494,3 +494,11 @@ def test_an_ssh_entry_for_a_remote_dir_with_a_quote_is_recognised_as_the_profile
     entry = _check(report, "config entry")
     assert entry.ok and "which is not profile" not in entry.detail, entry
     assert report.ok, report.failures
+
+
+def test_a_profile_the_server_cannot_run_fails_the_profile_check(mcpctl_home: Path, tmp_path: Path) -> None:
+    save_profile(Profile(name="two", host="127.0.0.1", user="someone", data=[SAMPLE, tmp_path / "more.csv"]))
+    report, _ = _doctor("two", tmp_path / "claude.json")
+    check = _check(report, "profile")
+    assert not check.ok and "the server reads one data file but the profile lists 2" in (check.fix or "")
+    _assert_skipped_after(report, "profile")
