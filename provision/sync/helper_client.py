@@ -59,6 +59,17 @@ def write_error(remote: Remote, root: str, path: str, code: int, reason: str) ->
             f"the remote disk is full: cannot write {path} on {where} ({reason})",
             hint=f"free space there (`df -h {root}`) and sync again ({KEEP})",
         )
+    if code == errno.EISDIR:
+        return RemoteError(
+            f"{path} on {where} is a directory where the sync puts a file",
+            hint=f"move that directory away on the host, then sync again ({KEEP})",
+        )
+    if code in (errno.EEXIST, errno.ENOTDIR):  # from creating a directory: a file stands in the way
+        return RemoteError(
+            f"{path} on {where} cannot be made a directory ({reason}): a file stands there or on the way",
+            hint=f"move that file away on the host or set another remote_dir in the profile, then sync again "
+            f"({KEEP})",
+        )
     if code in _NOT_WRITABLE:
         return RemoteError(
             f"cannot write {path} on {where} ({reason})",

@@ -268,7 +268,9 @@ async def test_remote_dir_under_a_file_is_a_clear_error(
     source = SyncSource(local, str(tmp_path / "plain-file" / "app"))
     with (
         anyio.fail_after(TIMEOUT),
-        pytest.raises(RemoteError, match=r"cannot write .*plain-file.*Not a directory"),
+        pytest.raises(
+            RemoteError, match=r"plain-file/app on .* cannot be made a directory \(Not a directory\)"
+        ),
     ):
         await do_sync(sshd, source, cache)
 

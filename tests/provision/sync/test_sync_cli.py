@@ -241,3 +241,43 @@ def test_dry_run_json_lists_what_would_be_sent_and_deleted(
     assert code["delete"] == ["mcp_sales/gone.py"]
     assert not (remote_dir / "mcp_sales" / "new.py").exists()
     assert (remote_dir / "mcp_sales" / "gone.py").exists()
+
+
+def test_a_directory_on_the_host_in_the_way_of_a_file_is_named_as_such(
+    mcpctl_home: Path, sshd: SshdServer, tmp_path: Path, project: Path, sales_link: Path
+) -> None:
+    remote_dir = tmp_path / "remote" / "app"
+    host_profile(sshd, "inway", remote_dir, [sales_link])
+    assert run("sync", "inway").exit_code == 0
+    (project / "mcp_sales" / "server.py").write_text("print('server 2')\n")
+    in_the_way = remote_dir / "mcp_sales" / "server.py"
+    in_the_way.unlink()
+    in_the_way.mkdir()
+    (in_the_way / "inner").write_text("someone else's\n")
+
+    result = run("sync", "inway")
+    assert result.exit_code != 0
+    text = flat(result.stderr)
+    assert f"{in_the_way} on {sshd.host}:{sshd.port} is a directory where the sync puts a file" in text
+    assert "move that directory away on the host, then sync again" in text
+    assert "make it writable" not in text
+    assert (in_the_way / "inner").read_text() == "someone else's\n"
+
+
+def test_a_file_on_the_host_in_the_way_of_a_directory_is_named_as_such(
+    mcpctl_home: Path, sshd: SshdServer, tmp_path: Path, project: Path, sales_link: Path
+) -> None:
+    remote_dir = tmp_path / "remote" / "app"
+    host_profile(sshd, "fileway", remote_dir, [sales_link])
+    assert run("sync", "fileway").exit_code == 0
+    (project / "mcp_sales" / "sub").mkdir()
+    (project / "mcp_sales" / "sub" / "mod.py").write_text("x = 1\n")
+    in_the_way = remote_dir / "mcp_sales" / "sub"
+    in_the_way.write_text("someone else's\n")
+
+    result = run("sync", "fileway")
+    assert result.exit_code != 0
+    text = flat(result.stderr)
+    assert f"{in_the_way} on {sshd.host}:{sshd.port} cannot be made a directory (File exists)" in text
+    assert "move that file away on the host or set another remote_dir in the profile" in text
+    assert in_the_way.read_text() == "someone else's\n"
