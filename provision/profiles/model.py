@@ -120,14 +120,18 @@ class Profile(BaseModel):
     @classmethod
     def _valid_host(cls, value: str | None) -> str | None:
         # These end up in known_hosts lines and ssh command lines: no spaces, no option-like values.
-        if value is not None and (not value or value.startswith("-") or any(c in value for c in " \t\n,@/")):
+        if value is not None and value.startswith("-"):
+            raise ValueError("must not start with '-' (ssh would read it as an option)")
+        if value is not None and (not value or any(c in value for c in " \t\n,@/")):
             raise ValueError("must be a host name or IP address (no spaces, '@', '/' or ',')")
         return value
 
     @field_validator("user")
     @classmethod
     def _valid_user(cls, value: str) -> str:
-        if not value or value.startswith("-") or any(c in value for c in " \t\n@:/"):
+        if value.startswith("-"):
+            raise ValueError("must not start with '-' (ssh would read it as an option)")
+        if not value or any(c in value for c in " \t\n@:/"):
             raise ValueError("must be a user name (no spaces, '@', ':' or '/')")
         return value
 

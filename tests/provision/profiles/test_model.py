@@ -43,6 +43,21 @@ def test_new_profile_reports_fields_as_profile_errors() -> None:
         new_profile(name="web", host="h", user="u", port=0)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("host", "-oProxyCommand=x", "must not start with '-'"),
+        ("user", "-lroot", "must not start with '-'"),
+        ("host", "a b", "must be a host name or IP address"),
+        ("user", "a@b", "must be a user name"),
+    ],
+)
+def test_host_and_user_are_refused_with_the_reason_that_applies(field: str, value: str, reason: str) -> None:
+    values = {"host": "h", "user": "u", field: value}
+    with pytest.raises(ProfileError, match=f"field '{field}': {reason}"):
+        new_profile(name="web", **values)
+
+
 def test_check_name_returns_a_valid_name_and_says_the_rule_otherwise() -> None:
     assert check_name("db-2_east") == "db-2_east"
     with pytest.raises(ProfileError) as info:
