@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_sales.cache import META, VERSION_FILES, atomic_write
 from mcp_sales.data import LAYOUT
-from mcp_sales.errors import DataError
+from mcp_sales.errors import DataError, echo
 from mcp_sales.mapping import ColumnMapping, resolve_columns
 from mcp_sales.models import NumberChecks, RowsNoted
 from mcp_sales.normalize import (
@@ -122,6 +122,13 @@ def _convert(source: Path, mapping: ColumnMapping, work: Path) -> dict[str, Any]
         columns = tuple(relation.columns)
         types = {name: str(type_).upper() for name, type_ in zip(columns, relation.types, strict=True)}
         effective = resolve_columns(mapping, columns, source.name)
+        if effective.date is None and effective.date_format:
+            # Silently ignoring it would hide a mapping the user believes is in force.
+            raise DataError(
+                f"date_format {echo(effective.date_format)} applies to a date column, but {source.name} is "
+                f"read by its year ({effective.year!r}) and month ({effective.month!r}) columns; drop "
+                "date_format, or map the date column with --column date=COLUMN"
+            )
         dates: DateReading | None = None
         if effective.date is not None:
             # The whole column decides the format up front, so a late value cannot change it midway.

@@ -351,6 +351,20 @@ def test_configured_format_without_a_year_or_invalid(tmp_path: Path, date_format
     assert failure(tmp_path, ["03/01/2019"], date_format=date_format).startswith(message)
 
 
+def test_a_date_format_on_year_and_month_columns_is_refused_not_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("OP,PID,UNITS,YEAR,MONTH\nSite0,P1,3,2019,1\nSite1,P1,4,2019,2\n")
+    columns = {"operation": "OP", "product_id": "PID", "units": "UNITS", "year": "YEAR", "month": "MONTH"}
+    mapping = load_mapping(path, {**columns, "date_format": "%d/%m/%y"})
+    with pytest.raises(DataError) as info:
+        SalesStore(path, mapping, cache_root=tmp_path / "cache").current()
+    expected = "date_format '%d/%m/%y' applies to a date column, but orders.csv is read by"
+    assert str(info.value).startswith(expected)
+    assert "drop date_format" in str(info.value)
+    # Without it the same file converts: the refusal is about the option, not the data.
+    assert SalesStore(path, load_mapping(path, columns), cache_root=tmp_path / "cache2").current().rows == 2
+
+
 # --- caches, check and dataset_summary ------------------------------------------------------------------
 
 
