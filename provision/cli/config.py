@@ -37,7 +37,10 @@ def _config(
     from provision.profiles import load_profile
 
     if style not in ("proxy", "ssh"):
-        raise OptionError(f"--style must be 'proxy' or 'ssh', not {style!r}")
+        raise OptionError(
+            f"--style must be 'proxy' or 'ssh', not {style!r}",
+            hint="pass --style proxy (the default) or --style ssh",
+        )
     if remove:
         change = remove_client_entry(
             name, client=client, server_name=server_name, path=config_path, force=force, dry_run=dry_run

@@ -26,7 +26,10 @@ def doctor(
     from provision.doctor import run_doctor
 
     if client not in ("claude", "gemini"):
-        raise OptionError(f"--client must be 'claude' or 'gemini', not {client!r}")
+        raise OptionError(
+            f"--client must be 'claude' or 'gemini', not {client!r}",
+            hint="pass --client claude or --client gemini",
+        )
 
     def on_check(check: Check) -> None:
         if as_json:

@@ -194,7 +194,10 @@ def _ssh_option_path(path: Path, windows: bool) -> str:
     """Write a path as the value of an ``-o Option=value`` argument, which ssh parses like a config line."""
     text = str(path).replace("\\", "/") if windows else str(path)  # Win32-OpenSSH takes '/' too
     if '"' in text or "\\" in text or any(ord(c) < 32 for c in text):
-        raise ProfileError(f"the path {path} cannot be passed to ssh (quote, backslash or control character)")
+        raise ProfileError(
+            f"the path {path} cannot be passed to ssh (quote, backslash or control character)",
+            hint="move the file to a path without those characters, or use the default --style proxy entry",
+        )
     text = text.replace("%", "%%")  # ssh expands %-tokens in these paths
     return f'"{text}"' if " " in text else text
 

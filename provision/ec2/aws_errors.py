@@ -70,7 +70,9 @@ def translate_aws_error(
     if isinstance(exc, bx.ClientError):
         return _client_error(exc, region, instance_type)
     if isinstance(exc, bx.BotoCoreError):
-        return CloudError(f"AWS call failed in {region}: {exc}")
+        return CloudError(
+            f"AWS call failed in {region}: {exc}", hint="check your AWS credentials and network, then re-run"
+        )
     return None
 
 
@@ -120,4 +122,7 @@ def _client_error(exc: ClientError, region: str, instance_type: str | None) -> C
             "a security group is still in use by a network interface",
             hint="wait a minute for terminated instances to release it, then re-run destroy",
         )
-    return CloudError(f"AWS {op} failed in {region}: {code}: {msg}".rstrip(": "))
+    return CloudError(
+        f"AWS {op} failed in {region}: {code}: {msg}".rstrip(": "),
+        hint="docs/EC2.md lists the permissions and settings mcpctl needs; fix what AWS names, then re-run",
+    )

@@ -111,7 +111,10 @@ def ubuntu_ami(ssm: SSMClient, arch: str) -> str:
     """
     value = ssm.get_parameter(Name=AMI_PARAMETER.format(arch=arch))["Parameter"].get("Value", "")
     if not value.startswith("ami-"):
-        raise CloudError(f"the Ubuntu AMI parameter holds {value!r}, not an AMI id")
+        raise CloudError(
+            f"the Ubuntu AMI parameter holds {value!r}, not an AMI id",
+            hint="choose another --region, or retry later (Canonical publishes it)",
+        )
     return value
 
 

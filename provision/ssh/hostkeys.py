@@ -209,7 +209,8 @@ def pin_host_key(known_hosts: Path, host: str, port: int, key_line: str, *, alia
     spec = parse_host_key(key_line)
     if spec.public_key_line is None:
         raise HostKeyError(
-            "pinning needs the public key line (ssh-ed25519 AAAA...), not just its fingerprint"
+            "pinning needs the public key line (ssh-ed25519 AAAA...), not just its fingerprint",
+            hint="pass the host's /etc/ssh/ssh_host_ed25519_key.pub line with --host-key",
         )
     name = alias or known_hosts_entry(host, port)
     kept: list[str] = []

@@ -144,3 +144,27 @@ def _is_error_text(node: ast.expr) -> bool:
         and isinstance(node.args[0], ast.Name)
         and node.args[0].id in {"exc", "err", "error", "e"}
     )
+
+
+# Raise sites whose message already carries the advice from elsewhere: the server's own column-parser
+# sentence, and a failed remote command (its callers say what it was for; the host's stderr says why).
+_ADVICE_FROM_ELSEWHERE = {("provision.cli.provision", "OptionError"), ("provision.ssh.remote", "RemoteError")}
+
+
+def test_every_error_raised_says_what_to_do() -> None:
+    """An mcpctl error built in provision/ has a ``hint=`` or a message that already holds one (``;``)."""
+    errors = {"McpctlError", "ProfileError", "ConnectError", "HostKeyError", "RemoteError"}
+    errors |= {"ClientConfigError", "CloudError", "SandboxError", "OptionError", "ClientConfigChanged"}
+    silent = []
+    for name, path in modules().items():
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+                continue
+            if node.func.id not in errors:
+                continue
+            if (name, node.func.id) in _ADVICE_FROM_ELSEWHERE or any(k.arg == "hint" for k in node.keywords):
+                continue
+            if ";" not in (ast.get_source_segment(text, node) or ""):
+                silent.append(f"{name}:{node.lineno}")
+    assert silent == [], "errors that do not say what to do at " + ", ".join(silent)
