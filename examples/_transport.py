@@ -11,26 +11,34 @@ Three ways, chosen on the command line (:func:`add_server_options`):
 ``--local [--data PATH]`` or ``--command "CMD ARGS"``
     Run the server on this computer (``python -m mcp_sales``), or any command that speaks MCP over
     stdio. No SSH needed: what tests and demos use.
+``--url URL [--api-key KEY]``
+    Reach a server already running over streamable HTTP (``mcp-sales serve --transport
+    streamable-http``) with an API key or an OAuth access token (``$MCP_API_KEY`` by default),
+    sent as ``Authorization: Bearer``.
 
-Every one becomes a :class:`ServerLaunch`, which :func:`open_client` starts and connects to with the
-MCP SDK's own client, using the initialize handshake (as Claude Desktop does, and as ``mcpctl
-connect`` replays after a reconnect).
+The stdio ways become a :class:`ServerLaunch`, the HTTP one an :class:`HttpServer`;
+:func:`open_client` connects to either with the MCP SDK's own client, using the initialize handshake
+(as Claude Desktop does, and as ``mcpctl connect`` replays after a reconnect).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+from urllib.parse import urlsplit
 
+import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, Implementation, TextContent
 from rich.console import Console
@@ -38,6 +46,18 @@ from rich.markup import escape
 
 DEFAULT_CONNECT_TIMEOUT = 60.0  # seconds for the handshake: SSH login plus server start on a cold host
 DEFAULT_CALL_TIMEOUT = 180.0  # seconds per tool call: a first forecast fits a model (up to a minute)
+API_KEY_ENV = "MCP_API_KEY"  # the key the HTTP server accepts; read from here unless --api-key is given
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# What each refusal of the HTTP server means for the person running the example.
+HTTP_REFUSALS = {
+    401: "refused the credentials (401): pass the server's key with --api-key or $MCP_API_KEY,"
+    " or a fresh OAuth access token",
+    403: "accepted the token but it lacks a scope the server requires (403); ask the issuer for it",
+    404: "has no MCP endpoint at this path (404); the server's endpoint is /mcp",
+    413: "refused a request as too large (413)",
+    429: "is busy (429: too many sessions); try again shortly",
+    503: "is not ready (503); its /health says why",
+}
 
 
 class TransportError(Exception):
@@ -71,6 +91,52 @@ class ServerLaunch:
     def describe(self) -> str:
         """Return the label, or the command line when there is no label."""
         return self.label or shlex.join([self.command, *self.args])
+
+
+@dataclass(frozen=True)
+class HttpServer:
+    """A sales server already running over streamable HTTP.
+
+    Attributes:
+        url: Its MCP endpoint, e.g. ``https://sales.example.com/mcp``.
+        api_key: An API key or OAuth access token, sent as ``Authorization: Bearer``; None for a
+            server run with ``--insecure-no-auth``. Kept out of ``repr`` so it never reaches a log.
+    """
+
+    url: str
+    api_key: str | None = field(default=None, repr=False)
+    hint: str = field(default="", compare=False)
+
+    def describe(self) -> str:
+        """Return the URL (the key is never part of it)."""
+        return self.url
+
+    def headers(self) -> dict[str, str]:
+        """Return the request headers carrying the key, if there is one."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+Server = ServerLaunch | HttpServer
+
+
+def http_server(url: str, api_key: str | None = None) -> HttpServer:
+    """Check ``url`` and return the server to reach there; a bare ``http(s)://host:port`` gets ``/mcp``.
+
+    Raises:
+        TransportError: The URL is not http(s), or it would send a key in clear text over a network.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TransportError(f"--url {url!r} is not an http(s) URL; give e.g. https://sales.example.com/mcp")
+    if parts.path in ("", "/"):
+        url = f"{parts.scheme}://{parts.netloc}/mcp"
+    key = (api_key or "").strip() or None
+    if key and parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise TransportError(
+            f"--url {url} is plain http to another host: the key would cross the network in clear text;"
+            " use the https URL, or an SSH tunnel to a localhost URL"
+        )
+    return HttpServer(url.strip(), key)
 
 
 def local_launch(data: Path | None = None, *, log_level: str = "WARNING") -> ServerLaunch:
@@ -124,9 +190,13 @@ def profile_launch(name: str, *, ssh: bool = False) -> ServerLaunch:
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
-    """Add the options choosing the server: ``--profile/--ssh``, ``--local/--data``, ``--command``."""
-    group = parser.add_argument_group("server (one of --profile, --local, --command)")
+    """Add the options choosing the server: ``--profile/--ssh``, ``--local/--data``, ``--command``,
+    ``--url/--api-key``."""
+    group = parser.add_argument_group("server (one of --profile, --local, --command, --url)")
     choice = group.add_mutually_exclusive_group(required=True)
+    choice.add_argument(
+        "--url", metavar="URL", help="a server running over HTTP, e.g. https://sales.example.com/mcp"
+    )
     choice.add_argument("--profile", metavar="NAME", help="the server of this mcpctl profile, over SSH")
     choice.add_argument("--local", action="store_true", help="run the server here (python -m mcp_sales)")
     choice.add_argument(
@@ -140,6 +210,12 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         help="with --profile: use the plain OpenSSH client instead of `mcpctl connect`",
     )
     group.add_argument("--data", type=Path, metavar="PATH", help="with --local: the sales file to serve")
+    add_api_key_option(group)
+    add_timeout_options(group)
+
+
+def add_timeout_options(group: argparse._ActionsContainer) -> None:
+    """Add ``--connect-timeout`` and ``--timeout``."""
     group.add_argument(
         "--connect-timeout",
         type=float,
@@ -156,12 +232,44 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def launch_from_args(args: argparse.Namespace) -> ServerLaunch:
-    """Turn the parsed server options into a launch.
+def add_http_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of an HTTP-only client: ``--url`` (required), ``--api-key`` and the timeouts."""
+    group = parser.add_argument_group("server")
+    group.add_argument(
+        "--url",
+        required=True,
+        metavar="URL",
+        help="the server's MCP endpoint, e.g. https://sales.example.com/mcp",
+    )
+    add_api_key_option(group)
+    add_timeout_options(group)
+    parser.set_defaults(profile=None, ssh=False, local=False, command=None, data=None)
+
+
+def add_api_key_option(group: argparse._ActionsContainer) -> None:
+    """Add ``--api-key`` (default ``$MCP_API_KEY``: an argument shows in the process list, a variable not)."""
+    group.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help=f"with --url: the server's API key or an OAuth access token (default ${API_KEY_ENV})",
+    )
+
+
+def api_key_from_args(args: argparse.Namespace) -> str | None:
+    """The key given with ``--api-key``, else ``$MCP_API_KEY``, else None."""
+    return str(args.api_key or os.environ.get(API_KEY_ENV, "")).strip() or None
+
+
+def launch_from_args(args: argparse.Namespace) -> Server:
+    """Turn the parsed server options into a launch, or the HTTP server to reach.
 
     Raises:
         TransportError: The options contradict each other, or the profile cannot be used.
     """
+    if args.api_key and not getattr(args, "url", None):
+        raise TransportError("--api-key goes with --url (a server reached over SSH or run here needs none)")
+    if getattr(args, "url", None):
+        return http_server(args.url, api_key_from_args(args))
     if args.ssh and not args.profile:
         raise TransportError("--ssh goes with --profile NAME (it picks how to reach that profile's host)")
     if args.data is not None and not args.local:
@@ -175,36 +283,70 @@ def launch_from_args(args: argparse.Namespace) -> ServerLaunch:
 
 @asynccontextmanager
 async def open_client(
-    launch: ServerLaunch,
+    launch: Server,
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     errlog: TextIO | None = None,
     client_name: str = "mcpctl-example",
 ) -> AsyncIterator[Client]:
-    """Start ``launch`` and yield a connected MCP client; the server is stopped on exit.
+    """Start ``launch`` (or reach the HTTP server) and yield a connected MCP client; stopped on exit.
 
     ``connect_timeout`` bounds the handshake and every request that does not pass its own timeout
     (tool calls should pass one: a forecast can take longer than a handshake). The server's stderr
     (its log, or ssh's and mcpctl's messages) goes to ``errlog``, by default this process's stderr.
 
     Raises:
-        TransportError: The command cannot be started.
+        TransportError: The command cannot be started, or the HTTP server refused us (401, 404...).
         MCPError: The server exited or did not answer in time (see :func:`describe_error`).
     """
+    if isinstance(launch, HttpServer):
+        async with _open_http_client(launch, connect_timeout, client_name) as client:
+            yield client
+        return
     transport = stdio_client(launch.parameters(), errlog=errlog or sys.stderr)
     async with AsyncExitStack() as stack:
         try:
-            client = await stack.enter_async_context(
-                Client(
-                    transport,
-                    mode="legacy",  # the initialize handshake: what Claude Desktop sends, the proxy replays
-                    read_timeout_seconds=connect_timeout,
-                    client_info=Implementation(name=client_name, version="1.0"),
-                )
-            )
+            client = await stack.enter_async_context(_client(transport, connect_timeout, client_name))
         except OSError as exc:
             # Only the spawn itself raises OSError here; the server's own failures arrive as MCPError.
             raise TransportError(f"cannot start {launch.describe()}: {exc.strerror or exc}") from None
+        yield client
+
+
+def _client(transport: Any, connect_timeout: float, client_name: str) -> Client:
+    return Client(
+        transport,
+        mode="legacy",  # the initialize handshake: what Claude Desktop sends, the proxy replays
+        read_timeout_seconds=connect_timeout,
+        client_info=Implementation(name=client_name, version="1.0"),
+    )
+
+
+@asynccontextmanager
+async def _open_http_client(
+    server: HttpServer, connect_timeout: float, client_name: str
+) -> AsyncIterator[Client]:
+    refusals: list[int] = []
+
+    async def note_refusal(response: httpx2.Response) -> None:
+        # The SDK turns an HTTP error into a generic JSON-RPC error; keep the status to say what it means.
+        if response.status_code in HTTP_REFUSALS:
+            refusals.append(response.status_code)
+
+    http = httpx2.AsyncClient(
+        headers=server.headers(),
+        timeout=httpx2.Timeout(connect_timeout, read=DEFAULT_CALL_TIMEOUT),
+        event_hooks={"response": [note_refusal]},
+    )
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(http)
+        transport = streamable_http_client(server.url, http_client=http)
+        try:
+            client = await stack.enter_async_context(_client(transport, connect_timeout, client_name))
+        except Exception:
+            if refusals:
+                raise TransportError(f"{server.url} {HTTP_REFUSALS[refusals[0]]}") from None
+            raise
         yield client
 
 
@@ -216,13 +358,16 @@ def leaf_exceptions(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def describe_error(exc: BaseException, launch: ServerLaunch | None = None) -> str:
+def describe_error(exc: BaseException, launch: Server | None = None) -> str:
     """Return one line explaining a failure to reach or use the server."""
     leaves = leaf_exceptions(exc)
-    leaf = next((e for e in leaves if isinstance(e, TransportError | MCPError | TimeoutError)), leaves[0])
+    known = TransportError | MCPError | TimeoutError | httpx2.HTTPError
+    leaf = next((e for e in leaves if isinstance(e, known)), leaves[0])
     where = launch.describe() if launch is not None else "the server"
     if isinstance(leaf, TransportError):
         return str(leaf)
+    if isinstance(leaf, httpx2.HTTPError):
+        return f"cannot reach {where} ({type(leaf).__name__}); check --url and that the server is running"
     if isinstance(leaf, MCPError):
         if leaf.code == CONNECTION_CLOSED:
             hint = f" ({launch.hint})" if launch is not None and launch.hint else ""

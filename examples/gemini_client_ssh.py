@@ -1,4 +1,4 @@
-"""A Gemini chat that answers sales questions with the tools of the sales server, reached over SSH.
+"""A Gemini chat that answers sales questions with the tools of the sales server, over SSH or HTTP.
 
 The server's MCP tools become Gemini function declarations (their input schemas converted by
 :func:`gemini_json_schema`); each function call the model makes is run on the server with the MCP
@@ -8,6 +8,7 @@ SDK's client and its result sent back, until the model answers in text::
     python -m examples.gemini_client_ssh --profile demo "top 5 products in Dallas?"
     python -m examples.gemini_client_ssh --profile demo          # interactive: one question per line
     python -m examples.gemini_client_ssh --local --list-tools    # the declarations; no key needed
+    MCP_API_KEY=... python -m examples.gemini_client_ssh --url https://sales.example.com/mcp "..."
 
 Tool calls are shown on stderr as they happen; the answer goes to stdout. The function-calling loop
 is ours (the SDK's automatic function calling is off) so every call is visible and bounded by
@@ -34,7 +35,7 @@ from rich.markdown import Markdown
 from rich.markup import escape
 
 from examples._transport import (
-    ServerLaunch,
+    Server,
     add_server_options,
     describe_error,
     launch_from_args,
@@ -610,7 +611,7 @@ def _show_result(err: Console) -> OnResult:
     return show
 
 
-async def list_tools(launch: ServerLaunch, args: argparse.Namespace) -> None:
+async def list_tools(launch: Server, args: argparse.Namespace) -> None:
     """Print the function declarations made from the server's tools, as JSON on stdout."""
     async with open_client(launch, connect_timeout=args.connect_timeout, client_name=CLIENT_NAME) as client:
         tools = (await client.list_tools()).tools
@@ -618,7 +619,7 @@ async def list_tools(launch: ServerLaunch, args: argparse.Namespace) -> None:
     print(json.dumps(declarations, indent=2, ensure_ascii=False))
 
 
-async def chat(launch: ServerLaunch, args: argparse.Namespace, key: str, out: Console, err: Console) -> None:
+async def chat(launch: Server, args: argparse.Namespace, key: str, out: Console, err: Console) -> None:
     """Connect to the server and to Gemini, then answer the question (or each line typed)."""
     from google import genai  # the client (and its HTTP stack) only when there is a key to use
 
@@ -664,7 +665,7 @@ def _print_answer(out: Console, text: str) -> None:
         print(text, flush=True)
 
 
-def _describe(exc: BaseException, launch: ServerLaunch | None) -> str:
+def _describe(exc: BaseException, launch: Server | None) -> str:
     """One line for any failure: ours, the Gemini API's, or the server connection's."""
     from google.genai import errors as genai_errors
 
@@ -690,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             " (--list-tools works without one)",
         )
         return EXIT_USAGE
-    launch: ServerLaunch | None = None
+    launch: Server | None = None
     try:
         launch = launch_from_args(args)
         if args.list_tools:

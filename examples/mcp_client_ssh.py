@@ -6,6 +6,7 @@ works end to end (local computer -> SSH -> remote ``python -m mcp_sales``)::
     python -m examples.mcp_client_ssh --profile demo --operation Dallas --n 5 --horizon 6
     python -m examples.mcp_client_ssh --profile demo --ssh            # plain OpenSSH instead of mcpctl
     python -m examples.mcp_client_ssh --local --data data/sample_sales_data.csv
+    python -m examples.mcp_client_http --url https://sales.example.com/mcp   # over HTTP, key in $MCP_API_KEY
 
 Answers go to stdout; progress and errors go to stderr. Any failure (the server cannot be reached, a
 tool reports an error) is one line on stderr and a non-zero exit code.
@@ -28,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from examples._transport import (
-    ServerLaunch,
+    Server,
     add_server_options,
     describe_error,
     launch_from_args,
@@ -195,7 +196,7 @@ async def call(
     return result.structured_content
 
 
-async def run(launch: ServerLaunch, args: argparse.Namespace, out: Console, err: Console) -> None:
+async def run(launch: Server, args: argparse.Namespace, out: Console, err: Console) -> None:
     """Connect, list the tools, then ask for top products and (unless skipped) a forecast.
 
     Raises:
@@ -230,13 +231,19 @@ async def _forecast(client: Client, args: argparse.Namespace, err: Console) -> d
         return await call(client, "forecast_sales", arguments, args.timeout, report)
 
 
+DESCRIPTION = "List the sales server's tools, then show top products and a forecast for one operation."
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: server options plus the questions to ask."""
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.mcp_client_ssh",
-        description="List the sales server's tools, then show top products and a forecast for one operation.",
-    )
+    parser = argparse.ArgumentParser(prog="python -m examples.mcp_client_ssh", description=DESCRIPTION)
     add_server_options(parser)
+    add_question_options(parser)
+    return parser
+
+
+def add_question_options(parser: argparse.ArgumentParser) -> None:
+    """Add what to ask (``--operation``, ``--n``, ``--horizon``) and ``--verbose``."""
     ask = parser.add_argument_group("questions")
     ask.add_argument(
         "--operation", default="Dallas", help="operation (city/store) to ask about (default Dallas)"
@@ -244,15 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--n", type=int, default=5, help="how many top products (default 5)")
     ask.add_argument("--horizon", type=int, default=6, metavar="MONTHS", help="forecast months; 0 skips it")
     parser.add_argument("--verbose", action="store_true", help="also show the MCP SDK's own log records")
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the example; return the exit code (0 ok, 1 tool error, 2 usage, 3 server unreachable)."""
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run the example; return the exit code (0 ok, 1 tool error, 2 usage, 3 server unreachable).
+
+    ``parser`` replaces the command line's options (the HTTP client passes its own).
+    """
+    args = (parser or build_parser()).parse_args(argv)
     quiet_sdk_logging(args.verbose)
     out, err = Console(), Console(stderr=True)
-    launch: ServerLaunch | None = None
+    launch: Server | None = None
     try:
         launch = launch_from_args(args)
         anyio.run(run, launch, args, out, err)
