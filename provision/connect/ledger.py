@@ -27,11 +27,7 @@ from provision.connect.jsonrpc import (
     request,
     valid_id,
 )
-
-# Requests that are sent again to the next server instead of failed when the link drops under them:
-# they change nothing on the server, and a client whose handshake fails has no way to recover (Claude
-# Desktop never retries `initialize`).
-RESEND_SAFE = frozenset({"initialize", "server/discover"})
+from provision.connect.replay import Replays
 
 Step = tuple[bytes, str | None]  # a line for a fresh server, and the id of the answer to wait for
 
@@ -40,7 +36,7 @@ class Handshake:
     """The session state of a handshake-era client, to replay to a fresh server.
 
     That is the client's ``initialize`` (once a server answered it: an unanswered one is sent again as
-    the request it is, see :data:`RESEND_SAFE`), its ``notifications/initialized`` and its last
+    the request it is, see :mod:`provision.connect.replay`), its ``notifications/initialized`` and its last
     ``logging/setLevel``. The 2026-07-28 revision has no session state: each request carries its
     version and capabilities in ``_meta``, so there is nothing to replay for those clients.
     """
@@ -101,7 +97,7 @@ class Ledger:
     It tracks
 
     - the client's requests in flight on the current server (answered with an error if it goes away,
-      except the :data:`RESEND_SAFE` ones, which are queued again);
+      except those that cannot change anything, which are queued again: :mod:`provision.connect.replay`);
     - the server's requests to the client (sampling, elicitation, roots, ping) in flight, so that the
       client's late answers to a server that is gone are not delivered to its successor;
     - the messages that arrived while no server was ready (bounded), in arrival order;
@@ -118,6 +114,8 @@ class Ledger:
         self.id_prefix = id_prefix
         self.dropped_message = dropped_message
         self.handshake = Handshake()
+        self.replays = Replays()
+        self.resent = 0  # how many requests in flight at the last drop were queued again
         self._pending: dict[str, Part] = {}  # client requests on the current server, in sending order
         self._server_pending: dict[str, Any] = {}  # server requests awaiting the client: key -> id
         self._stale: set[str] = set()  # server requests whose server is gone
@@ -161,8 +159,11 @@ class Ledger:
                     dropped.add(index)
                 elif key not in self._server_pending:
                     dropped.add(index)
-            elif part.method == "notifications/cancelled" and self._unqueue(_cancelled_key(part)):
-                dropped.add(index)
+            elif part.method == "notifications/cancelled":
+                cancelled = _cancelled_key(part)
+                if cancelled is not None and self._unqueue(cancelled):
+                    dropped.add(index)
+                    self.replays.forget(cancelled)
         if not dropped:
             return message
         line = message.without(dropped)
@@ -212,10 +213,13 @@ class Ledger:
             self.handshake.client_sent(part)
             if part.kind is Kind.REQUEST:
                 self._pending[part.key] = part
+                self.replays.sent(part)
             elif part.method == "notifications/cancelled":
                 key = _cancelled_key(part)
                 if key is None or self._pending.pop(key, None) is None:
                     dropped.add(index)  # that request was already answered, by the server or by us
+                else:
+                    self.replays.forget(key)
         return message.without(dropped)
 
     # ------------------------------------------------------------------------------- server side
@@ -231,10 +235,14 @@ class Ledger:
                     own.append(part)
                     dropped.add(index)
                     continue
-                self._pending.pop(part.key, None)
+                asked = self._pending.pop(part.key, None)
+                if asked is not None:
+                    self.replays.answered(asked, part)
                 self.handshake.server_answered(part)
             elif part.kind is Kind.REQUEST:
                 self._server_pending[part.key] = part.id
+            elif part.method == "notifications/progress" and not self.replays.progress(part):
+                dropped.add(index)  # a new server's progress on a request sent again, not past the old one
         return message.without(dropped), own
 
     # ----------------------------------------------------------------------------- server change
@@ -247,16 +255,19 @@ class Ledger:
     def link_lost(self) -> list[bytes]:
         """The server went away: return what the client must be told, and forget that server.
 
-        Requests in flight get an error response, except :data:`RESEND_SAFE` ones, which go back to
-        the front of the queue; the server's own requests to the client are cancelled.
+        Requests in flight get an error response, except those that cannot change anything
+        (:meth:`Replays.again <provision.connect.replay.Replays.again>`), which go back to the front of
+        the queue, under their own ids; the server's own requests to the client are cancelled.
         """
         out: list[bytes] = []
         resend: list[Message] = []
         for part in self._pending.values():
-            if part.method in RESEND_SAFE:
+            if self.replays.again(part):
                 resend.append(Message(encode(part.data), (part,), batch=False))
             else:
+                self.replays.forget(part.key)
                 out.append(error_response(part.id, LINK_DROPPED, self.dropped_message))
+        self.resent = len(resend)
         self._pending.clear()
         for request_id in self._server_pending.values():
             out.append(
@@ -287,6 +298,7 @@ class Ledger:
         parts += [part for queued in self._queue for part in queued.parts if part.kind is Kind.REQUEST]
         self._pending.clear()
         self._queue.clear()
+        self.replays.clear()
         return [error_response(part.id, GAVE_UP, message, data) for part in parts]
 
 
@@ -297,4 +309,4 @@ def _cancelled_key(part: Part) -> str | None:
     return None
 
 
-__all__ = ["RESEND_SAFE", "Handshake", "Ledger", "Step"]
+__all__ = ["Handshake", "Ledger", "Step"]

@@ -16,7 +16,9 @@ the reconnect policy (:mod:`provision.connect.settings`). What it guarantees:
   keepalive if it goes silent) or the server process dies, the proxy reconnects with backoff, starts
   a fresh server, replays the handshake the client made and carries on; each new connection asks the
   profile where its host is now, so a sandbox restarted on another port is found there. Requests in
-  flight at the drop are answered with an error saying they may be retried; requests arriving
+  flight at the drop that cannot change anything (listings, read-only idempotent tools:
+  :mod:`provision.connect.replay`) are sent again under their own ids; the others are answered with
+  an error saying they may be retried; requests arriving
   meanwhile wait (bounded) and are sent once the new server is ready. After ``give_up_after`` seconds
   without a server, or a server that keeps dying at start, waiting requests get an error and the
   proxy exits with the error's code.
@@ -264,12 +266,14 @@ class Proxy:
         await link.settle()
         failure = link.start_failure(self.name, reason)
         log.warning(
-            "link #%d lost after %.1f s: %s (%s); %d request(s) in flight answered with an error",
+            "link #%d lost after %.1f s: %s (%s); %d request(s) in flight answered with an error, "
+            "%d sent again to the next server",
             link.number,
             time.monotonic() - link.started,
             reason,
             link.exit_description(),
-            pending,
+            pending - self.ledger.resent,
+            self.ledger.resent,
         )
         if link.remote.conn.is_closed():
             await self.dialer.hang_up()

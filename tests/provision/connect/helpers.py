@@ -5,7 +5,8 @@ Two kinds of server run behind the proxy:
 - the real ``mcp_sales`` of this checkout: the profile's ``remote_dir`` is the repository root (the sshd
   fixture logs into this same machine), whose ``.venv`` already runs it, so nothing is bootstrapped;
 - a stand-in JSON-RPC server (stdlib only, written to a temporary directory) whose behaviour a test
-  picks: echo, ask the client something, hold a request forever, print junk, ignore stdin EOF. It logs
+  picks: echo, ask the client something, hold a request forever (``hold`` blocks it, ``tools/call`` of a
+  ``*_hold`` tool just leaves it unanswered), list tools, print junk, ignore stdin EOF. It logs
   every line it receives, so a test can see what the server side saw.
 
 Every server gets a unique marker argument, so a test finds its processes in /proc (same machine). A
@@ -51,6 +52,13 @@ import os
 import sys
 import time
 
+# Two tools that never answer: one the server vouches for (read-only and idempotent), one it does not.
+TOOLS = [
+    {"name": "safe_hold", "inputSchema": {"type": "object"},
+     "annotations": {"readOnlyHint": True, "idempotentHint": True}},
+    {"name": "write_hold", "inputSchema": {"type": "object"},
+     "annotations": {"readOnlyHint": False, "idempotentHint": True}},
+]
 args = sys.argv[1:]
 log = open(args[args.index("--log") + 1], "a", buffering=1) if "--log" in args else None
 junk = "--junk" in args
@@ -97,6 +105,10 @@ while True:
     elif method == "hold":
         send({"jsonrpc": "2.0", "method": "test/holding", "params": {"id": mid}})
         time.sleep(3600)  # never answers: the test drops the link under this request
+    elif method == "tools/list":
+        send({"jsonrpc": "2.0", "id": mid, "result": {"tools": TOOLS}})
+    elif method == "tools/call" and str(params.get("name")).endswith("_hold"):
+        send({"jsonrpc": "2.0", "method": "test/holding", "params": {"id": mid, "pid": os.getpid()}})
     elif method == "ask":
         asks[f"s-{mid}"] = mid
         send({"jsonrpc": "2.0", "id": f"s-{mid}", "method": "roots/list"})
