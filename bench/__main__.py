@@ -11,10 +11,21 @@ import pkgutil
 import sys
 from pathlib import Path
 
+# Benchmark name -> module, where the module cannot carry the name: the helper scripts in bench/ run as
+# ``python bench/_x.py``, which puts bench/ first on sys.path, so a bench/http.py would shadow the
+# standard library's http for them.
+_MODULES = {"http": "http_serving"}
+
 
 def _names() -> list[str]:
     here = Path(__file__).parent
-    return sorted(m.name for m in pkgutil.iter_modules([str(here)]) if not m.name.startswith("_"))
+    renamed = {module: name for name, module in _MODULES.items()}
+    modules = (m.name for m in pkgutil.iter_modules([str(here)]) if not m.name.startswith("_"))
+    return sorted(renamed.get(module, module) for module in modules)
+
+
+def _module(name: str) -> str:
+    return f"bench.{_MODULES.get(name, name)}"
 
 
 def main(argv: list[str]) -> None:
@@ -25,12 +36,12 @@ def main(argv: list[str]) -> None:
     name, rest = argv[0], argv[1:]
     if name == "all":
         for each in names:
-            importlib.import_module(f"bench.{each}").main([])
+            importlib.import_module(_module(each)).main([])
         return
     if name not in names:
         print(f"unknown benchmark {name!r}; choose one of: {', '.join(names)}", file=sys.stderr)
         raise SystemExit(2)
-    importlib.import_module(f"bench.{name}").main(rest)
+    importlib.import_module(_module(name)).main(rest)
 
 
 if __name__ == "__main__":
