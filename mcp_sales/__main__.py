@@ -106,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sales analytics MCP server over stdio (serve is the default command).",
     )
     commands = parser.add_subparsers(dest="command", metavar="{serve,check,sample}")
-    serve = commands.add_parser("serve", help="serve MCP over stdin/stdout (default)")
+    serve = commands.add_parser("serve", help="serve MCP over stdin/stdout (default) or HTTP (--transport)")
     _add_data_options(serve)
+    from mcp_sales.http.options import add_http_options  # standard library only: start-up stays fast
+
+    add_http_options(serve)
     check = commands.add_parser("check", help="validate the environment and the data; exit 1 on failure")
     _add_data_options(check)
     check.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
@@ -227,8 +230,25 @@ def _is_broken_pipe(exc: BaseException) -> bool:
     return isinstance(exc, BrokenPipeError | ConnectionResetError)
 
 
+def serve_http(args: argparse.Namespace) -> NoReturn:
+    """Serve MCP over HTTP (``--transport streamable-http|sse``) until SIGINT/SIGTERM; never returns."""
+    _configure_logging(args.log_level)
+    try:
+        config = server_config(args)
+    except Exception as exc:
+        log.error("%s", exc)
+        _exit_now(2)
+    from mcp_sales.http.options import settings_from_args
+    from mcp_sales.http.runner import run
+
+    code = run(config, settings_from_args(args))
+    _exit_now(code)
+
+
 def serve(args: argparse.Namespace) -> NoReturn:
     """Serve MCP over stdio; never returns."""
+    if getattr(args, "transport", "stdio") != "stdio":
+        serve_http(args)
     wire = claim_wire()
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _on_signal)

@@ -1,0 +1,162 @@
+"""A real stateful streamable-HTTP server (one per module) reached by the SDK's client in both protocol
+eras, its answers checked against pandas; API keys in both headers, from the environment and a key file
+that rotates; /health and /info; the access log."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+
+from mcp_sales.models import TopProductsResult
+from tests.mcp_sales.http.helpers import HttpServer, expected_top, http_client, mcp_session, reference_frame
+
+ENV_KEY = "env-key-0123456789abcdef"
+FILE_KEY = "file-key-0123456789abcdef"
+WAIT = 60
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "api_keys"
+    path.write_text(f"# keys of the sales team\n\n{FILE_KEY}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(sales_csv: Path, cache_root: Path, key_file: Path) -> Iterator[HttpServer]:
+    started = HttpServer.start(
+        [
+            "--transport",
+            "streamable-http",
+            "--data",
+            str(sales_csv),
+            "--cache-dir",
+            str(cache_root),
+            "--api-key-file",
+            str(key_file),
+            "--max-body-bytes",
+            "4096",
+            "--request-timeout",
+            "2",
+        ],
+        env={"MCP_API_KEY": ENV_KEY},
+    )
+    yield started
+    started.stop()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_top_products_match_pandas_in_both_protocol_eras(
+    server: HttpServer, sales_csv: Path, mode: str
+) -> None:
+    frame = reference_frame(sales_csv)
+    with anyio.fail_after(WAIT):
+        async with mcp_session(server.url, ENV_KEY, mode=mode) as client:
+            # legacy: the initialize handshake; auto: server/discover at 2026-07-28
+            assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
+            for operation in ("Dallas", "Atlanta"):
+                result = await client.call_tool("top_n_products", {"n": 5, "operation": operation})
+                assert not result.is_error, result.content
+                top = TopProductsResult.model_validate(result.structured_content)
+                assert [(p.product_id, p.units) for p in top.products] == expected_top(frame, operation, 5)
+
+
+@pytest.mark.anyio
+async def test_no_key_or_a_wrong_key_gets_401_with_a_json_body(server: HttpServer) -> None:
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    async with http_client() as http:
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"X-API-Key": "wrong"},
+            {"Authorization": "Basic x"},
+        ):
+            response = await http.post(f"{server.url}/mcp", json=initialize, headers=headers)
+            assert response.status_code == 401, headers
+            body = response.json()
+            assert body["error"] in ("invalid_request", "invalid_token") and body["error_description"]
+            assert response.headers["www-authenticate"].startswith("Bearer")
+        assert (await http.get(f"{server.url}/info")).status_code == 401
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("header", ["bearer", "x-api-key"])
+@pytest.mark.parametrize("key", [ENV_KEY, FILE_KEY])
+async def test_a_right_key_in_either_header_is_accepted(server: HttpServer, header: str, key: str) -> None:
+    async with http_client(key, header) as http:
+        info = await http.get(f"{server.url}/info")
+    assert info.status_code == 200, info.text
+    assert {"top_n_products", "forecast_sales"} <= set(info.json()["tools"])
+
+
+@pytest.mark.anyio
+async def test_health_needs_no_key_and_info_describes_the_server(server: HttpServer) -> None:
+    async with http_client() as http:
+        health = await http.get(f"{server.url}/health")
+    assert health.status_code == 200
+    assert set(health.json()) == {"status", "data_version"} and health.json()["status"] == "ok"
+    async with http_client(ENV_KEY) as http:
+        info = (await http.get(f"{server.url}/info")).json()
+    assert info["transport"] == "streamable-http" and info["stateless"] is False
+    assert info["data_version"] == health.json()["data_version"]
+    assert "2026-07-28" in info["protocol_versions"] and "2025-06-18" in info["protocol_versions"]
+    assert info["tls"] is None and info["auth"] == ["api-key"]
+
+
+def test_keys_rotate_through_the_key_file_without_a_restart(server: HttpServer, key_file: Path) -> None:
+    def status(key: str) -> int:
+        return httpx2.get(f"{server.url}/info", headers={"X-API-Key": key}, timeout=30).status_code
+
+    rotated = "rotated-key-0123456789abcdef"
+    before = key_file.read_text()
+    try:
+        replacement = key_file.with_name("api_keys.new")
+        replacement.write_text(f"{rotated}\n")
+        os.replace(replacement, key_file)  # how a deployment swaps the file: atomically
+        assert status(rotated) == 200
+        assert status(FILE_KEY) == 401
+        assert status(ENV_KEY) == 200  # the environment's key does not come from the file
+    finally:
+        key_file.write_text(before)
+    assert status(FILE_KEY) == 200
+
+
+@pytest.mark.anyio
+async def test_access_log_names_the_key_id_never_the_key(server: HttpServer) -> None:
+    async with http_client(ENV_KEY) as http:
+        assert (await http.get(f"{server.url}/info?probe=1")).status_code == 200
+    line = server.wait_for_line(r"mcp_sales.access: GET /info 200 .*key:[0-9a-f]{8}")
+    assert "probe" not in line
+    assert ENV_KEY not in server.log() and FILE_KEY not in server.log()
+
+
+@pytest.mark.anyio
+async def test_an_oversized_body_gets_413_and_the_server_goes_on(server: HttpServer) -> None:
+    async with http_client(ENV_KEY) as http:
+        big = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"pad": "x" * 10_000}}
+        response = await http.post(
+            f"{server.url}/mcp", json=big, headers={"Accept": "application/json, text/event-stream"}
+        )
+        assert response.status_code == 413
+        assert response.json()["error"] == "request_too_large"
+        assert (await http.get(f"{server.url}/health")).status_code == 200
+
+
+def test_a_client_that_stalls_mid_headers_is_cut_and_the_server_goes_on(server: HttpServer) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as stalled:
+        stalled.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        answer = b""
+        while chunk := stalled.recv(4096):  # bounded by the socket timeout
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"request_timeout" in answer
+    response = httpx2.get(f"{server.url}/health", timeout=30)
+    assert response.status_code == 200
