@@ -1,22 +1,13 @@
 """The HTTP server as an OAuth 2.1 resource server: verify JWT access tokens, describe itself (RFC 9728).
 
-The server never issues tokens. An authorization server (Amazon Cognito, Keycloak, Auth0, Entra ID...)
-does; we check what a client presents:
+The server never issues tokens; an authorization server (Cognito, Keycloak, Auth0, Entra ID...) does.
+We check the signature with the issuer's published keys (RS256/ES256 only: ``none`` and HMAC are refused
+whatever the header says), ``iss``, ``exp``/``nbf`` with a small leeway, the audience (``aud``, or
+Cognito's ``client_id``) and the required scopes (``scope`` or ``scp``).
 
-- the signature, against the issuer's published keys (JWKS), with RS256 or ES256 only: ``none`` and
-  the HMAC algorithms are refused whatever the token's header says, so a token cannot pick its own key;
-- ``iss`` equals the configured issuer; ``exp`` and ``nbf`` hold, with a small leeway for clock skew;
-- the token was meant for us: ``aud`` holds the configured audience (or our resource URL), or, for
-  issuers that put no audience in access tokens (Cognito), ``client_id`` is the configured app client
-  (``audience_claim="client_id"``);
-- every required scope is granted, read from ``scope`` (a space-separated string, RFC 9068 and Cognito)
-  or ``scp`` (a list, Entra ID and Okta).
-
-Keys are fetched from ``jwks_url``, or from the ``jwks_uri`` of the issuer's discovery document
-(``/.well-known/openid-configuration``, else RFC 8414 ``/.well-known/oauth-authorization-server``),
-with an async HTTP client so a slow issuer never blocks the event loop. They are cached; a token whose
-``kid`` is unknown triggers one refetch (the issuer rotated its keys), but at most one per
-``refetch_interval`` so a flood of made-up key ids cannot turn the server against the issuer.
+Keys come from ``jwks_url`` or the issuer's discovery document, fetched with an async HTTP client so a
+slow issuer never blocks the event loop, and are cached. An unknown ``kid`` (the issuer rotated its
+keys) triggers a refetch, at most one per ``refetch_interval``: made-up key ids cannot hammer the issuer.
 """
 
 from __future__ import annotations
@@ -44,6 +35,7 @@ DEFAULT_KEYS_TTL = 3600.0  # seconds: keys are refreshed this often so a key the
 DEFAULT_FETCH_TIMEOUT = 10.0  # seconds for one request to the issuer
 MAX_DOCUMENT_BYTES = 512 * 1024  # a JWKS or discovery document is a few KB; more is not an issuer's answer
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+COGNITO_ISSUER = re.compile(r"cognito-idp(-fips)?\.[a-z0-9-]+\.amazonaws\.com")
 
 AudienceClaim = Literal["aud", "client_id"]
 TokenError = Literal["invalid_token", "insufficient_scope"]
@@ -69,7 +61,9 @@ class OAuthSettings:
             where the request's own URL is not what clients use.
         audience_claim: ``"aud"`` (the standard, RFC 9068) or ``"client_id"`` for Cognito access
             tokens, which carry no ``aud``; with ``"client_id"`` a token whose ``token_use`` is not
-            ``access`` (a Cognito ID token) is refused too.
+            ``access`` (a Cognito ID token) is refused too. None (the default) picks ``"client_id"``
+            for a Cognito user pool issuer (``cognito-idp.*.amazonaws.com``) and ``"aud"`` otherwise;
+            read the choice from :attr:`audience_claim_used`.
         leeway: Seconds of clock skew tolerated on ``exp`` and ``nbf``.
     """
 
@@ -78,7 +72,7 @@ class OAuthSettings:
     scopes: tuple[str, ...] = ()
     jwks_url: str | None = None
     resource_url: str | None = None
-    audience_claim: AudienceClaim = "aud"
+    audience_claim: AudienceClaim | None = None
     leeway: float = DEFAULT_LEEWAY
 
     def __post_init__(self) -> None:
@@ -95,7 +89,7 @@ class OAuthSettings:
                 "--oauth-audience is empty; give the audience your issuer puts in tokens (for Cognito,"
                 " the app client id with the client_id audience claim)"
             )
-        if self.audience_claim not in ("aud", "client_id"):
+        if self.audience_claim not in (None, "aud", "client_id"):
             raise OAuthConfigError(
                 f"the audience claim {self.audience_claim!r} is not supported; use 'aud' or 'client_id'"
             )
@@ -106,6 +100,13 @@ class OAuthSettings:
             )
         if not 0 <= self.leeway <= 300:
             raise OAuthConfigError(f"a leeway of {self.leeway} s is out of range; use 0 to 300 seconds")
+
+    @property
+    def audience_claim_used(self) -> AudienceClaim:
+        """The claim holding the audience: as configured, else by the issuer's kind."""
+        if self.audience_claim is not None:
+            return self.audience_claim
+        return "client_id" if COGNITO_ISSUER.fullmatch(urlsplit(self.issuer).hostname or "") else "aud"
 
 
 def _check_url(what: str, url: str) -> None:
@@ -143,8 +144,6 @@ class TokenRejected(Exception):
     ``status_code`` is the HTTP status to answer: 401 for ``invalid_token``, 403 for
     ``insufficient_scope``; ``scope`` holds the scopes the client should ask for, if any.
     """
-
-    status_code: int = 401
 
     def __init__(self, error: TokenError, description: str, *, scope: tuple[str, ...] = ()) -> None:
         super().__init__(description)
@@ -187,13 +186,12 @@ class JwtVerifier:
         self.keys_ttl = keys_ttl
         self.fetch_timeout = fetch_timeout
         self.clock = clock
-        self.fetches = 0  # how many times the JWKS was requested (logs and tests read it)
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
         self._jwks_url = settings.jwks_url
         self._lock = anyio.Lock()
         audiences = [settings.audience]
-        if settings.audience_claim == "aud" and settings.resource_url:
+        if settings.audience_claim_used == "aud" and settings.resource_url:
             audiences.append(settings.resource_url)
         self._audiences = tuple(audiences)
 
@@ -264,7 +262,7 @@ class JwtVerifier:
 
     def _check_audience(self, claims: Mapping[str, Any]) -> None:
         settings = self.settings
-        if settings.audience_claim == "client_id":
+        if settings.audience_claim_used == "client_id":
             if claims.get("token_use", "access") != "access":
                 raise TokenRejected(
                     "invalid_token", "this is not an access token (token_use); send the access token"
@@ -320,19 +318,15 @@ class JwtVerifier:
         return key
 
     def _pick(self, kid: str | None, alg: str) -> jwt.PyJWK | None:
-        if kid is not None:
-            key = self._keys.get(kid)
-        elif len(self._keys) == 1:
-            key = next(iter(self._keys.values()))  # an issuer with one key may leave kid out
-        else:
-            key = None
+        if kid is None and len(self._keys) == 1:
+            kid = next(iter(self._keys))  # an issuer with a single key may leave kid out
+        key = None if kid is None else self._keys.get(kid)
         return key if key is not None and key.algorithm_name == alg else None
 
     async def _fetch_keys(self) -> None:
         self._fetched_at = self.clock()  # before the request: a failure counts against the rate limit too
         url = self._jwks_url or await self._discover_jwks_url()
         self._jwks_url = url
-        self.fetches += 1
         document = await self._get_json(url)
         raw = document.get("keys")
         if not isinstance(raw, list):

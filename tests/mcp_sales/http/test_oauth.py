@@ -119,7 +119,8 @@ class TestIssuer:
         body["exp"] = now + 300
         body.update(claims)
         body = {name: value for name, value in body.items() if value is not None}
-        return jwt.encode(body, key.private, algorithm=key.alg, headers={"kid": kid or key.kid})
+        headers = {} if kid == "" else {"kid": kid or key.kid}  # kid="" leaves the header without one
+        return jwt.encode(body, key.private, algorithm=key.alg, headers=headers)
 
 
 class Clock:
@@ -171,6 +172,7 @@ async def test_a_valid_token_names_its_subject_scopes_and_expiry(issuer: TestIss
     # Keys were found by discovery once and are cached: a second token costs no request.
     await verified(verifier, issuer.token(sub="analyst-2"))
     assert issuer.hits == {"/pool/.well-known/openid-configuration": 1, "/pool/jwks.json": 1}
+    await verified(verifier, issuer.token(kid=""))  # an issuer with one key may leave kid out
 
 
 @pytest.mark.anyio
@@ -252,6 +254,7 @@ async def test_es256_keys_work_and_a_key_is_used_only_with_its_own_algorithm(iss
     # An RS256 header naming the EC key's kid does not get that key.
     mixed = issuer.token(issuer.keys[0], kid=ec_key.kid)
     assert (await rejected(verifier, mixed)).error == "invalid_token"
+    assert "kid" in (await rejected(verifier, issuer.token(kid=""))).description  # which of the two?
 
 
 @pytest.mark.anyio
@@ -359,6 +362,15 @@ def test_settings_refuse_plain_http_issuers_empty_audiences_and_odd_scopes() -> 
     with pytest.raises(OAuthConfigError, match="'aud' or 'client_id'"):
         OAuthSettings("https://issuer.example.com", AUDIENCE, audience_claim="azp")  # type: ignore[arg-type]
     OAuthSettings("http://localhost:9000/realms/test", AUDIENCE)  # loopback http is for tests
+
+
+def test_a_cognito_issuer_checks_client_id_unless_told_otherwise() -> None:
+    pool = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
+    assert OAuthSettings(pool, "4fs2kq0example").audience_claim_used == "client_id"
+    assert OAuthSettings(pool, AUDIENCE, audience_claim="aud").audience_claim_used == "aud"
+    assert OAuthSettings("https://login.example.com", AUDIENCE).audience_claim_used == "aud"
+    lookalike = "https://cognito-idp.eu-west-1.amazonaws.com.evil.example/pool"
+    assert OAuthSettings(lookalike, AUDIENCE).audience_claim_used == "aud"
 
 
 def test_protected_resource_metadata_follows_rfc9728() -> None:
