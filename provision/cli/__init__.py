@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from provision.cli import connect as connect_commands
+from provision.cli import deploy as deploy_commands
 from provision.cli import doctor as doctor_command
 from provision.cli import ec2 as ec2_commands
 from provision.cli import provision as provision_command
@@ -37,9 +38,10 @@ app.command("logs")(connect_commands.logs)
 app.command("status")(ec2_commands.status)
 app.command("stop")(ec2_commands.stop)
 app.command("start")(ec2_commands.start)
-app.command("destroy")(ec2_commands.destroy)
+app.command("destroy")(deploy_commands.destroy)  # deployments; EC2 profiles otherwise
 app.add_typer(profile_app, name="profile")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(config_app, name="config")
+app.add_typer(deploy_commands.deploy_app, name="deploy")
 
 __all__ = ["app"]

@@ -721,7 +721,8 @@ def test_help_lists_every_command_and_group() -> None:
         line.split()[1] for line in result.output.splitlines() if line.startswith("│ ") and "  " in line
     ]
     expected = ["provision", "sync", "version", "connect", "doctor", "logs", "status", "stop", "start"]
-    assert listed[1:] == [*expected, "destroy", "profile", "sandbox", "config"]  # after --help itself
+    groups = ["profile", "sandbox", "config", "deploy"]
+    assert listed[1:] == [*expected, "destroy", *groups]  # after --help itself
     for group, commands in {
         "profile": ["list", "show", "remove"],
         "sandbox": ["up", "down", "status"],

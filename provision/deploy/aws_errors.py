@@ -1,0 +1,90 @@
+"""botocore errors of the deploy modules -> one actionable CloudError naming the IAM action.
+
+The EC2 room's translation covers credentials, endpoints and generic failures; here a denial names the
+action of the right service (``ecs:CreateService``, not ``ec2:CreateService``) and points at
+docs/DEPLOY.md, where the policy a deployment needs is listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+
+from provision.ec2.aws_errors import translate_aws_error
+from provision.errors import CloudError, McpctlError
+
+# The IAM prefix of each boto3 service the deploy modules call, in lookup order.
+_SERVICES = {
+    "ec2": "ec2",
+    "ecs": "ecs",
+    "elbv2": "elasticloadbalancing",
+    "iam": "iam",
+    "secretsmanager": "secretsmanager",
+    "logs": "logs",
+    "application-autoscaling": "application-autoscaling",
+    "lambda": "lambda",
+    "apigatewayv2": "apigateway",
+    "sts": "sts",
+}
+_DENIED = {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"}
+
+
+@cache
+def _operations() -> dict[str, str]:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    found: dict[str, str] = {}
+    for service, prefix in reversed(_SERVICES.items()):  # earlier services win a shared name
+        for operation in session.get_service_model(service).operation_names:
+            found[operation] = prefix
+    return found
+
+
+def iam_action(operation: str) -> str:
+    """``CreateService`` -> ``ecs:CreateService`` (the service whose API has that operation)."""
+    return f"{_operations().get(operation, 'unknown')}:{operation}"
+
+
+@contextmanager
+def translated(region: str) -> Iterator[None]:
+    """Translate botocore errors raised inside the block into CloudError (McpctlErrors pass through).
+
+    Raises:
+        CloudError: a botocore error was raised in the block.
+    """
+    try:
+        yield
+    except McpctlError:
+        raise
+    except Exception as exc:
+        error = _translate(exc, region)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _translate(exc: BaseException, region: str) -> CloudError | None:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code, msg, op = err.get("Code", ""), err.get("Message", ""), exc.operation_name
+        if code in _DENIED:
+            return CloudError(
+                f"AWS denied {iam_action(op)}: your credentials lack that permission",
+                hint="add it to your IAM policy (docs/DEPLOY.md lists every action a deployment uses)",
+            )
+        if code not in ("AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken"):
+            return CloudError(
+                f"AWS {op} failed in {region}: {code}: {msg}".rstrip(": "),
+                hint="fix what AWS names (docs/DEPLOY.md lists what a deployment needs), then re-run",
+            )
+    return translate_aws_error(exc, region)
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError (``""`` for anything else)."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
