@@ -12,9 +12,11 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -31,6 +33,9 @@ from mcp_sales.http.oauth import (
     resource_metadata_url,
     www_authenticate,
 )
+from mcp_sales.models import TopProductsResult
+from tests.mcp_sales.http.helpers import HttpServer as ServerProcess
+from tests.mcp_sales.http.helpers import expected_top, http_client, mcp_session, reference_frame
 
 AUDIENCE = "https://sales.example.com/mcp"
 SCOPE = "sales/read"
@@ -413,3 +418,69 @@ def test_www_authenticate_challenges() -> None:
     assert header.endswith("error_description=\"bad 'kid'  Set-Cookie: x=1  \"")
     assert "\r" not in header and "\n" not in header
     assert www_authenticate(OAuthSettings("https://issuer.example.com", AUDIENCE)) == "Bearer"
+
+
+# --- end to end: the real server, this issuer, the SDK's client -----------------------------------
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "oauth-test", "version": "1"},
+    },
+}
+ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+@pytest.mark.anyio
+async def test_the_server_takes_the_issuers_tokens_and_points_clients_at_it(
+    issuer: TestIssuer, sales_csv: Path, cache_root: Path
+) -> None:
+    server = ServerProcess.start(
+        [
+            *("--transport", "streamable-http", "--data", str(sales_csv), "--cache-dir", str(cache_root)),
+            *("--oauth-issuer", issuer.url, "--oauth-audience", AUDIENCE, "--oauth-scope", SCOPE),
+        ]
+    )
+    token = issuer.token(sub="analyst-7")
+    try:
+        with anyio.fail_after(60):
+            async with http_client() as http:
+                refused = await http.post(f"{server.url}/mcp", json=INITIALIZE, headers=ACCEPT)
+                assert refused.status_code == 401 and refused.json()["error"]
+                metadata_url = f"{server.url}/.well-known/oauth-protected-resource/mcp"
+                challenge = refused.headers["www-authenticate"]
+                assert challenge.startswith(f'Bearer resource_metadata="{metadata_url}"'), challenge
+
+                document = (await http.get(metadata_url)).json()  # no credentials needed
+                assert document["resource"] == f"{server.url}/mcp"
+                assert document["authorization_servers"] == [issuer.url]
+                assert document["scopes_supported"] == [SCOPE]
+
+                async def post_with(bearer: str) -> httpx2.Response:
+                    headers = {**ACCEPT, "Authorization": f"Bearer {bearer}"}
+                    return await http.post(f"{server.url}/mcp", json=INITIALIZE, headers=headers)
+
+                expired = await post_with(issuer.token(exp=int(time.time()) - 600))
+                assert expired.status_code == 401
+                assert 'error="invalid_token"' in expired.headers["www-authenticate"]
+                assert "expired" in expired.json()["error_description"]
+                foreign = await post_with(issuer.token(aud="https://other.example.com/mcp"))
+                assert foreign.status_code == 401
+                narrow = await post_with(issuer.token(scope="sales/other"))
+                assert narrow.status_code == 403
+                assert 'error="insufficient_scope"' in narrow.headers["www-authenticate"]
+
+            async with mcp_session(server.url, token) as client:
+                result = await client.call_tool("top_n_products", {"n": 5, "operation": "Dallas"})
+                assert not result.is_error, result.content
+                top = TopProductsResult.model_validate(result.structured_content)
+        expected = expected_top(reference_frame(sales_csv), "Dallas", 5)
+        assert [(p.product_id, p.units) for p in top.products] == expected
+        server.wait_for_line("sub:analyst-7")  # the access log names the subject...
+        assert token not in server.log()  # ...never the token
+    finally:
+        server.stop()
