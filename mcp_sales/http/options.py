@@ -98,6 +98,12 @@ def add_http_options(parser: argparse.ArgumentParser) -> None:
         help="a scope every token must carry; repeatable",
     )
     group.add_argument(
+        "--oauth-audience-claim",
+        choices=("aud", "client_id"),
+        default="aud",
+        help="where tokens name their audience: aud (default) or client_id (Amazon Cognito access tokens)",
+    )
+    group.add_argument(
         "--oauth-jwks-url", default=None, metavar="URL", help="the issuer's JWKS (default: from its metadata)"
     )
     group.add_argument(
@@ -151,6 +157,7 @@ def settings_from_args(args: argparse.Namespace) -> HttpSettings:
         oauth_scopes=tuple(args.oauth_scope),
         oauth_jwks_url=args.oauth_jwks_url,
         oauth_resource_url=args.oauth_resource,
+        oauth_audience_claim=args.oauth_audience_claim,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
         max_body_bytes=args.max_body_bytes or DEFAULT_MAX_BODY_BYTES,

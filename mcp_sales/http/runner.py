@@ -54,6 +54,13 @@ def preflight(settings: HttpSettings) -> HttpSettings:
             "--api-key-file FILE or --oauth-issuer URL, or pass --insecure-no-auth if something in front "
             "of this server authenticates every request"
         )
+    if settings.oauth:
+        from mcp_sales.http.oauth_link import oauth_settings
+
+        try:
+            oauth_settings(settings)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
     if settings.api_key_file is not None:
         try:
             parse_key_file(settings.api_key_file)

@@ -51,6 +51,7 @@ class HttpSettings:
     oauth_scopes: tuple[str, ...] = ()
     oauth_jwks_url: str | None = None
     oauth_resource_url: str | None = None
+    oauth_audience_claim: Literal["aud", "client_id"] = "aud"
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES

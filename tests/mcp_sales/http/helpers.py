@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,31 @@ class HttpServer:
         if not found:
             raise AssertionError(f"no line matching {pattern!r} in:\n" + self.log())
         return found
+
+    def wait_for_count(self, pattern: str, count: int, wait: float = 30.0) -> list[str]:
+        """The first ``count`` stderr lines matching ``pattern``, waiting (bounded) for them."""
+        regex = re.compile(pattern)
+
+        def matching() -> list[str]:
+            return [x for x in self.lines if regex.search(x)]
+
+        with self._changed:
+            self._changed.wait_for(lambda: len(matching()) >= count, wait)
+            found = matching()
+        if len(found) < count:
+            raise AssertionError(f"fewer than {count} lines matching {pattern!r} in:\n" + self.log())
+        return found[:count]
+
+    def health_until(self, statuses: set[str], wait: float = 60.0, **kwargs: Any) -> httpx2.Response:
+        """GET /health until its status is one of ``statuses`` (each call waits for the server's own
+        check, so this does not spin); fails after ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            response = httpx2.get(f"{self.url}/health", timeout=30.0, **kwargs)
+            if response.json()["status"] in statuses:
+                return response
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"/health stayed {response.text} instead of {statuses}:\n" + self.log())
 
     def stop(self) -> int:
         if self.process.poll() is None:

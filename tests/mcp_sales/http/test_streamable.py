@@ -12,8 +12,15 @@ import anyio
 import httpx2
 import pytest
 
-from mcp_sales.models import TopProductsResult
-from tests.mcp_sales.http.helpers import HttpServer, expected_top, http_client, mcp_session, reference_frame
+from mcp_sales.models import ForecastResult, TopProductsResult
+from tests.mcp_sales.http.helpers import (
+    HttpServer,
+    expected_monthly,
+    expected_top,
+    http_client,
+    mcp_session,
+    reference_frame,
+)
 
 ENV_KEY = "env-key-0123456789abcdef"
 FILE_KEY = "file-key-0123456789abcdef"
@@ -160,3 +167,48 @@ def test_a_client_that_stalls_mid_headers_is_cut_and_the_server_goes_on(server: 
     assert b"request_timeout" in answer
     response = httpx2.get(f"{server.url}/health", timeout=30)
     assert response.status_code == 200
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_forecasts_match_pandas_and_health_answers_while_four_fit(
+    server: HttpServer, sales_csv: Path
+) -> None:
+    frame = reference_frame(sales_csv)
+    operations = ("Denver", "Austin", "Columbus", "Charlotte")
+    fitting = anyio.Event()
+    finished: list[str] = []
+    results: dict[str, ForecastResult] = {}
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        fitting.set()  # a fit is running: the server reports progress while it fits
+
+    async with mcp_session(server.url, ENV_KEY) as client:
+
+        async def fit(operation: str) -> None:
+            result = await client.call_tool(
+                "forecast_sales", {"operation": operation, "horizon_months": 3}, progress_callback=progress
+            )
+            assert not result.is_error, result.content
+            results[operation] = ForecastResult.model_validate(result.structured_content)
+            finished.append(operation)
+
+        with anyio.fail_after(4 * WAIT):
+            async with anyio.create_task_group() as group:
+                for operation in operations:
+                    group.start_soon(fit, operation)
+                await fitting.wait()
+                async with http_client() as http:
+                    health = await http.get(f"{server.url}/health")
+                top = await client.call_tool("top_n_products", {"n": 2, "operation": "Dallas"})
+                in_flight = len(operations) - len(finished)
+    assert health.status_code == 200 and not top.is_error
+    assert in_flight > 0  # both answered while fits were still running
+    for operation, forecast in results.items():
+        history = {f"{p.period:%Y-%m}": p.actual for p in forecast.points if p.actual is not None}
+        assert history == pytest.approx(expected_monthly(frame, operation))
+        future = [p for p in forecast.points if p.actual is None]
+        assert len(future) == 3 and forecast.cached is False
+        assert all(
+            p.lower is not None and p.upper is not None and p.lower <= p.forecast <= p.upper for p in future
+        )
