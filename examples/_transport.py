@@ -55,8 +55,8 @@ HTTP_REFUSALS = {
     403: "accepted the token but it lacks a scope the server requires (403); ask the issuer for it",
     404: "has no MCP endpoint at this path (404); the server's endpoint is /mcp",
     413: "refused a request as too large (413)",
-    429: "is busy (429: too many sessions); try again shortly",
-    503: "is not ready (503); its /health says why",
+    503: "is busy or not ready (503): at its session limit, still preparing its data (see its /health)"
+    " or unable to reach its OAuth issuer; try again shortly",
 }
 
 
