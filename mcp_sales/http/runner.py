@@ -54,6 +54,15 @@ def preflight(settings: HttpSettings) -> HttpSettings:
             "--api-key-file FILE or --oauth-issuer URL, or pass --insecure-no-auth if something in front "
             "of this server authenticates every request"
         )
+    if settings.stateless and settings.transport != "streamable-http":
+        raise StartupError(
+            "--stateless applies to --transport streamable-http only; drop it or change transport"
+        )
+    if settings.workers > 1 and not settings.stateless:
+        raise StartupError(
+            f"--workers {settings.workers} needs --stateless: a session lives in one process and its next "
+            "request may reach another; add --stateless (streamable HTTP) or run one worker"
+        )
     if settings.oauth:
         from mcp_sales.http.oauth_link import oauth_settings
 

@@ -47,6 +47,8 @@ def test_a_public_address_without_auth_is_refused_in_one_sentence(tmp_path: Path
             "cannot read the certificate",
         ),
         (HttpSettings(oauth_issuer="http://auth.example.com/pool"), "not an https URL"),
+        (HttpSettings(transport="sse", stateless=True), "--stateless applies to --transport streamable-http"),
+        (HttpSettings(workers=2), "--workers 2 needs --stateless"),
         (HttpSettings(oauth_issuer="https://auth.example.com/pool"), "--oauth-audience is empty"),
     ],
 )

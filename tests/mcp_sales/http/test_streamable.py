@@ -25,6 +25,7 @@ from tests.mcp_sales.http.helpers import (
 ENV_KEY = "env-key-0123456789abcdef"
 FILE_KEY = "file-key-0123456789abcdef"
 WAIT = 60
+MAX_SESSIONS = 3  # every test closes its sessions; this one fills them up
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,8 @@ def server(sales_csv: Path, cache_root: Path, key_file: Path) -> Iterator[HttpSe
             "4096",
             "--request-timeout",
             "2",
+            "--max-sessions",
+            str(MAX_SESSIONS),
         ],
         env={"MCP_API_KEY": ENV_KEY},
     )
@@ -212,3 +215,40 @@ async def test_forecasts_match_pandas_and_health_answers_while_four_fit(
         assert all(
             p.lower is not None and p.upper is not None and p.lower <= p.forecast <= p.upper for p in future
         )
+
+
+@pytest.mark.anyio
+async def test_sessions_beyond_the_limit_get_503_and_open_ones_go_on(server: HttpServer) -> None:
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    accept = {"Accept": "application/json, text/event-stream"}
+    sessions: list[str] = []
+    async with http_client(ENV_KEY) as http:
+        try:
+            for _ in range(MAX_SESSIONS):
+                opened = await http.post(f"{server.url}/mcp", json=initialize, headers=accept)
+                assert opened.status_code == 200, opened.text
+                sessions.append(opened.headers["mcp-session-id"])
+            refused = await http.post(f"{server.url}/mcp", json=initialize, headers=accept)
+            assert refused.status_code == 503
+            assert "Too many open sessions" in refused.json()["error"]["message"]
+            headers = {**accept, "mcp-session-id": sessions[0], "mcp-protocol-version": "2025-11-25"}
+            listed = await http.post(
+                f"{server.url}/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=headers
+            )
+            assert listed.status_code == 200 and "top_n_products" in listed.text
+        finally:
+            for session in sessions:
+                await http.delete(
+                    f"{server.url}/mcp",
+                    headers={"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"},
+                )
+        assert (await http.post(f"{server.url}/mcp", json=initialize, headers=accept)).status_code == 200
