@@ -8,7 +8,7 @@ export UV_COMPILE_BYTECODE := 1
 
 setup:
 	@bash scripts/ensure-tools.sh
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --all-extras --quiet  # the toolkit, the server (default group), dev tools, gemini
 
 lint: setup
 	$(UV) run --frozen ruff check .

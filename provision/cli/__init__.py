@@ -7,6 +7,8 @@ pydantic models, the server's code) are imported inside the commands, so ``mcpct
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from provision.cli import connect as connect_commands
@@ -27,6 +29,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the mcpctl version and exit.",
+            is_eager=True,
+            callback=version_command.print_version,
+        ),
+    ] = False,
+) -> None:
+    """Run the mcp_sales MCP server on a remote host over SSH, for Claude Desktop and Gemini."""
+
 
 # In the order `mcpctl --help` lists them: the host's life cycle first, then the groups.
 app.command("provision")(provision_command.provision)

@@ -10,3 +10,10 @@ def version() -> None:
     from provision import __version__
 
     typer.echo(__version__)
+
+
+def print_version(value: bool) -> None:
+    """``mcpctl --version``: print the version and stop before any command runs."""
+    if value:
+        version()
+        raise typer.Exit()

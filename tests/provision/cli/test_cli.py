@@ -722,7 +722,9 @@ def test_help_lists_every_command_and_group() -> None:
     ]
     expected = ["provision", "sync", "version", "connect", "doctor", "logs", "status", "stop", "start"]
     groups = ["profile", "sandbox", "config", "deploy"]
-    assert listed[1:] == [*expected, "destroy", *groups]  # after --help itself
+    assert listed[:2] == ["--version", "--help"]  # the options come first
+    assert listed[2:] == [*expected, "destroy", *groups]
+
     for group, commands in {
         "profile": ["list", "show", "remove"],
         "sandbox": ["up", "down", "status"],
@@ -731,6 +733,14 @@ def test_help_lists_every_command_and_group() -> None:
         assert sub.exit_code == 0 and all(f"│ {command} " in sub.output for command in commands)
     config = CliRunner().invoke(app, ["config", "--help"], env={"COLUMNS": "200"})
     assert "│ claude " in config.output and "│ gemini " in config.output
+
+
+def test_version_option_prints_the_version_like_the_command() -> None:
+    from provision import __version__
+
+    for argv in (["--version"], ["version"]):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 0 and result.output == f"{__version__}\n"
 
 
 def test_the_column_parser_mcpctl_shares_with_the_server_is_light() -> None:

@@ -36,6 +36,7 @@ from provision.host.bootstrap import (
 from provision.layout import RemoteLayout
 from provision.ssh.remote import Remote, connect
 from provision.sync import HashCache, SyncSource, sync
+from tests.packaging.dependency_sets import pyproject
 
 if TYPE_CHECKING:
     from tests.conftest import SshdServer
@@ -392,3 +393,12 @@ async def test_a_failing_self_check_is_a_remote_error_with_its_last_line(
     assert "column 'UNITS_SOLD' is missing from sales.csv" in message
     assert "checking the data" not in message  # the last line says what is wrong, not the chatter
     assert "mcpctl provision" in message  # what to do next
+
+
+def test_the_host_installs_exactly_the_server_group_of_the_lock() -> None:
+    argv = bootstrap.install_argv(RemoteLayout.of("/srv/app"), "/usr/bin/python3")
+    sync = argv[argv.index("/srv/app/.mcpctl/tools/bin/uv") :]
+    uv = "/srv/app/.mcpctl/tools/bin/uv"
+    assert sync == [uv, "sync", "--frozen", "--only-group", "server", "--project", "/srv/app"]
+    assert "UV_PROJECT_ENVIRONMENT=/srv/app/.venv" in argv and "UV_PYTHON=/usr/bin/python3" in argv
+    assert bootstrap.SERVER_GROUP in pyproject()["dependency-groups"]
