@@ -17,14 +17,18 @@ from tests.packaging import dependency_sets as sets
 # wrong side, the rules below would be checking against the wrong sets.
 HEAVY = {"pandas", "duckdb", "prophet", "pyarrow", "numpy", "matplotlib", "cmdstanpy"}
 TOOLKIT_ONLY = {"asyncssh", "boto3", "botocore", "typer", "rich"}
+# The Lambda handler reads its API key with boto3, which AWS's Lambda Python runtimes ship (and an image
+# built with the project's own dependencies has); a host never runs it, so the server set leaves it out.
+RUNTIME_PROVIDED = {"mcp_sales/http/lambda_handler.py imports boto3"}
 
 
 def _offenders(files: set[Path], forbidden: set[str]) -> list[str]:
     found = []
     for path in sorted(files):
         for name, line in sets.imports_of(path):
-            if name.split(".")[0] in forbidden:
-                found.append(f"{path.relative_to(sets.REPO)}:{line} imports {name}")
+            where = path.relative_to(sets.REPO).as_posix()
+            if name.split(".")[0] in forbidden and f"{where} imports {name}" not in RUNTIME_PROVIDED:
+                found.append(f"{where}:{line} imports {name}")
     return sorted(set(found))
 
 
