@@ -264,22 +264,24 @@ class JwtVerifier:
         settings = self.settings
         if settings.audience_claim_used == "client_id":
             if claims.get("token_use", "access") != "access":
-                raise TokenRejected(
-                    "invalid_token", "this is not an access token (token_use); send the access token"
-                )
-            if claims.get("client_id") != settings.audience:
-                raise TokenRejected(
-                    "invalid_token",
-                    "the token was issued to another client (client_id); use this server's app client",
-                )
-            return
+                reason = "this is not an access token (token_use); send the access token"
+            elif claims.get("client_id") != settings.audience:
+                reason = "the token was issued to another client (client_id); use this server's app client"
+            else:
+                return
+            raise TokenRejected("invalid_token", reason)
         aud = claims.get("aud")
         given = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if not any(a in self._audiences for a in given if isinstance(a, str)):
-            raise TokenRejected(
-                "invalid_token",
-                f"the token is not meant for this server (aud); ask for audience {settings.audience}",
+        if any(a in self._audiences for a in given if isinstance(a, str)):
+            return
+        if aud is None and "client_id" in claims:
+            reason = (
+                "the token names no audience (aud) but a client_id, as Cognito access tokens do; the"
+                " server must check client_id (--oauth-audience-claim client_id) for such tokens"
             )
+        else:
+            reason = f"the token is not meant for this server (aud); ask for audience {settings.audience}"
+        raise TokenRejected("invalid_token", reason)
 
     # --- keys -------------------------------------------------------------------------------------
 

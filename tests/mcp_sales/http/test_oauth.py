@@ -198,7 +198,8 @@ async def test_wrong_audience_and_wrong_issuer_are_refused(issuer: TestIssuer) -
     wrong_aud = await rejected(verifier, issuer.token(aud="https://other.example.com/mcp"))
     assert wrong_aud.error == "invalid_token" and wrong_aud.status_code == 401
     assert "aud" in wrong_aud.description and AUDIENCE in wrong_aud.description
-    assert (await rejected(verifier, issuer.token(aud=None))).error == "invalid_token"
+    no_aud = await rejected(verifier, issuer.token(aud=None, client_id="4fs2kq0example", token_use="access"))
+    assert "client_id" in no_aud.description  # a Cognito-shaped token: the operator is told the setting
     await verified(verifier, issuer.token(aud=["https://other.example.com", AUDIENCE]))
     wrong_iss = await rejected(verifier, issuer.token(iss="https://evil.example.com/pool"))
     assert "not issued by" in wrong_iss.description
@@ -454,6 +455,7 @@ async def test_the_server_takes_the_issuers_tokens_and_points_clients_at_it(
                 metadata_url = f"{server.url}/.well-known/oauth-protected-resource/mcp"
                 challenge = refused.headers["www-authenticate"]
                 assert challenge.startswith(f'Bearer resource_metadata="{metadata_url}"'), challenge
+                assert f'scope="{SCOPE}"' in challenge  # what to ask the issuer for
 
                 document = (await http.get(metadata_url)).json()  # no credentials needed
                 assert document["resource"] == f"{server.url}/mcp"
