@@ -25,7 +25,7 @@ from mcp_sales.http.access_log import AccessLogMiddleware
 from mcp_sales.http.auth import Authenticator, AuthMiddleware, Challenge, TokenCheck
 from mcp_sales.http.health import DataHealth
 from mcp_sales.http.keys import ApiKeys
-from mcp_sales.http.limits import BodyLimitMiddleware, SseStreamLimitMiddleware
+from mcp_sales.http.limits import BodyLimitMiddleware, SessionLimitMiddleware
 from mcp_sales.http.settings import HttpSettings, with_env_keys
 from mcp_sales.http.tls import tls_info
 from mcp_sales.server import ServerConfig, build_server
@@ -152,6 +152,8 @@ def build_app(config: ServerConfig, settings: HttpSettings) -> Starlette:
         Middleware(AccessLogMiddleware),
         Middleware(AuthMiddleware, authenticator=authenticator, challenge=challenge),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
-        Middleware(SseStreamLimitMiddleware, max_streams=settings.max_sessions, path=SSE_PATH),
+        Middleware(
+            SessionLimitMiddleware, max_streams=settings.max_sessions, sse_path=SSE_PATH, mcp_path=MCP_PATH
+        ),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -60,27 +60,41 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
-class SseStreamLimitMiddleware:
-    """At most ``max_streams`` open ``GET /sse`` streams in this process; one more gets 503 and a JSON
-    error while the open ones go on."""
+RETRY_AFTER_S = "5"
 
-    def __init__(self, app: ASGIApp, max_streams: int, path: str = "/sse") -> None:
+
+class SessionLimitMiddleware:
+    """At most ``max_streams`` open ``GET /sse`` streams in this process: one more gets 503 and a JSON
+    error while the open ones go on. The SDK's own 503 for a streamable-HTTP session over its cap gets
+    the same ``Retry-After``."""
+
+    def __init__(
+        self, app: ASGIApp, max_streams: int, sse_path: str = "/sse", mcp_path: str = "/mcp"
+    ) -> None:
         self.app = app
         self.max_streams = max_streams
-        self.path = path
+        self.sse_path = sse_path
+        self.mcp_path = mcp_path
         self.open = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "GET":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
+        elif scope["path"] == self.sse_path and scope["method"] == "GET":
+            await self._stream(scope, receive, send)
+        elif scope["path"] == self.mcp_path:
+            await self.app(scope, receive, _with_retry_after(send))
+        else:
+            await self.app(scope, receive, send)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.open >= self.max_streams:
             await send_json_error(
                 send,
                 503,
                 "too_many_sessions",
                 f"this server already holds its limit of {self.max_streams} open sessions; retry later",
-                {"retry-after": "5"},
+                {"retry-after": RETRY_AFTER_S},
             )
             return
         self.open += 1
@@ -88,3 +102,13 @@ class SseStreamLimitMiddleware:
             await self.app(scope, receive, send)
         finally:
             self.open -= 1
+
+
+def _with_retry_after(send: Send) -> Send:
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 503:
+            headers = [*message.get("headers", []), (b"retry-after", RETRY_AFTER_S.encode())]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sender

@@ -238,7 +238,7 @@ async def test_sessions_beyond_the_limit_get_503_and_open_ones_go_on(server: Htt
                 assert opened.status_code == 200, opened.text
                 sessions.append(opened.headers["mcp-session-id"])
             refused = await http.post(f"{server.url}/mcp", json=initialize, headers=accept)
-            assert refused.status_code == 503
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
             assert "Too many open sessions" in refused.json()["error"]["message"]
             headers = {**accept, "mcp-session-id": sessions[0], "mcp-protocol-version": "2025-11-25"}
             listed = await http.post(

@@ -119,7 +119,7 @@ async def test_sse_streams_beyond_the_limit_get_503_and_the_open_one_goes_on(sse
         async with mcp_session(sse.url, KEY, transport="sse") as client:  # the one stream allowed
             async with http_client(KEY) as http:
                 refused = await http.get(f"{sse.url}/sse")
-            assert refused.status_code == 503
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
             assert refused.json()["error"] == "too_many_sessions"
             result = await client.call_tool("top_n_products", {"n": 1, "operation": "Dallas"})
             assert not result.is_error
