@@ -7,7 +7,8 @@ rotated), the server's stderr included, with timings of connect, spawn and first
 copied to stderr, which MCP clients keep in their own log.
 
 Nothing here imports the EC2 code (and boto3 with it) unless the profile is an EC2 one: a sandbox or
-plain-host profile starts without paying for it.
+plain-host profile starts without paying for it. The relay itself (asyncssh, the event loop) is
+imported once the profile is read, so a bad profile is reported without paying for it either.
 """
 
 from __future__ import annotations
@@ -19,20 +20,21 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from provision import shell
 from provision.connect.log import log_path
-from provision.connect.proxy import EXIT_UNEXPECTED, Proxy
-from provision.connect.settings import ProxySettings
+from provision.connect.settings import EXIT_UNEXPECTED, ProxySettings
 from provision.connect.stdio import claim_stdout
 from provision.errors import McpctlError, ProfileError
 from provision.layout import RemoteLayout
 from provision.profiles import SANDBOX_HOSTS, Profile, load_profile
-from provision.ssh import sandbox
-from provision.ssh.profile_target import target_for
+
+if TYPE_CHECKING:
+    from provision.connect.proxy import Proxy
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,58 @@ def proxy_logging(path: Path, *, stderr: bool = True) -> Iterator[None]:
             handler.close()
 
 
+@contextlib.contextmanager
+def _no_compiler_probe() -> Iterator[None]:
+    """Inside the block, ``ctypes.util.find_library`` asks the loader's cache and ``ld``, not the compiler.
+
+    Importing asyncssh looks for liboqs (post-quantum key exchange) by two names; on Linux, a library
+    that is not in the loader's cache makes ``find_library`` run the C compiler for each, about 50 ms a
+    name at every start of the proxy, before it can connect. A library the compiler finds but the
+    loader's cache does not is not one ``dlopen`` loads by that name either, so nothing is lost: the
+    lookup is the standard one without its compiler step.
+    """
+    import ctypes.util
+
+    ldconfig = getattr(ctypes.util, "_findSoname_ldconfig", None)
+    ld = getattr(ctypes.util, "_findLib_ld", None)
+    soname = getattr(ctypes.util, "_get_soname", None)
+    if not sys.platform.startswith("linux") or None in (ldconfig, ld, soname):
+        yield  # other platforms look libraries up without a compiler (or this Python is different)
+        return
+    original = ctypes.util.find_library
+
+    def find_library(name: str) -> str | None:
+        found: str | None = ldconfig(name) or soname(ld(name))  # type: ignore[misc]
+        return found
+
+    ctypes.util.find_library = find_library
+    try:
+        yield
+    finally:
+        ctypes.util.find_library = original
+
+
+def _import_relay() -> type[Proxy]:
+    """Import the relay (asyncssh and all) and return the :class:`~provision.connect.proxy.Proxy`."""
+    with _no_compiler_probe():
+        from provision.connect.proxy import Proxy
+    return Proxy
+
+
+def loop_runner(name: str) -> Callable[[Coroutine[Any, Any, int]], int]:
+    """What runs the proxy's coroutine: uvloop's ``run`` for ``"uvloop"`` where uvloop is installed
+    (it is not on Windows), else ``asyncio.run``."""
+    if name == "uvloop" and sys.platform != "win32":
+        try:
+            import uvloop
+        except ImportError:
+            log.info("uvloop is not installed; relaying on asyncio's own event loop")
+        else:
+            log.info("relaying on uvloop")
+            return uvloop.run
+    return asyncio.run
+
+
 async def _run_with_signals(proxy: Proxy, stdin_fd: int, stdout_fd: int) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
@@ -102,6 +156,8 @@ def _host_running(profile: Profile) -> Profile:
         from provision.ec2.lifecycle import ensure_running
 
         return ensure_running(profile, on_phase=lambda phase, detail: log.info("ec2 %s: %s", phase, detail))
+    from provision.ssh import sandbox
+
     if profile.kind == "sandbox" and profile.host in SANDBOX_HOSTS and sandbox.status() is None:
         # Its last port when free, else another: target_for(profile) follows it either way.
         info = sandbox.up()
@@ -139,6 +195,10 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
             )
         )
         with proxy_logging(log_path(profile.name)):
+            # The SSH side imports asyncssh: the relay goes first, so that it is imported the quick way.
+            proxy_class = _import_relay()
+            from provision.ssh.profile_target import target_for
+
             profile = _host_running(profile)
             target = target_for(profile)
             log.info(
@@ -150,10 +210,10 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
                 settings.give_up_after,
             )
             try:
-                proxy = Proxy(
+                proxy = proxy_class(
                     name, target, argv, settings=settings, retarget=functools.partial(target_for, profile)
                 )
-                return asyncio.run(_run_with_signals(proxy, 0, wire))
+                return loop_runner(settings.loop)(_run_with_signals(proxy, 0, wire))
             except Exception:
                 log.exception("the proxy stopped on an unexpected error")
                 return EXIT_UNEXPECTED
@@ -173,4 +233,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return connect_main(args[0])
 
 
-__all__ = ["LOGGER", "connect_main", "main", "proxy_logging"]
+__all__ = ["LOGGER", "connect_main", "loop_runner", "main", "proxy_logging"]

@@ -40,14 +40,12 @@ from collections.abc import Callable, Sequence
 from provision.connect.jsonrpc import Message, encode, opaque, parse
 from provision.connect.ledger import Ledger
 from provision.connect.link import Dialer, Link, shown
-from provision.connect.settings import Outage, ProxySettings
+from provision.connect.settings import EXIT_UNEXPECTED, Outage, ProxySettings
 from provision.connect.stdio import ClientGone, LocalPeer
 from provision.errors import ConnectError, HostKeyError, McpctlError, ProfileError
 from provision.ssh.target import Target
 
 log = logging.getLogger(__name__)
-
-EXIT_UNEXPECTED = 70  # what the CLI uses for an unexpected failure
 
 
 class Proxy:

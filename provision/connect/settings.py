@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 from provision.errors import McpctlError, ProfileError, RemoteError
 
+EXIT_UNEXPECTED = 70  # the exit code for an unexpected failure (what the CLI uses too)
 GIVE_UP_ENV = "MCPCTL_CONNECT_GIVE_UP"
+LOOP_ENV = "MCPCTL_CONNECT_LOOP"  # "uvloop" (the default where installed) or "asyncio"
+LOOPS = ("uvloop", "asyncio")
 
 
 @dataclass(frozen=True)
@@ -28,17 +31,28 @@ class ProxySettings:
     exit_grace: float = 1.0  # seconds the server gets to exit after its stdin closes
     replay_timeout: float = 30.0  # seconds a fresh server gets to answer the replayed initialize
     max_line: int = 64 * 1024 * 1024  # longest message accepted in either direction
+    # The event loop: uvloop relays each message with less CPU than asyncio's own loop
+    # (docs/BENCHMARKS.md); asyncio where uvloop is missing (Windows has none).
+    loop: str = "uvloop"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ProxySettings:
-        """Defaults, with ``give_up_after`` from ``$MCPCTL_CONNECT_GIVE_UP`` if set.
+        """Defaults, with ``give_up_after`` from ``$MCPCTL_CONNECT_GIVE_UP`` and ``loop`` from
+        ``$MCPCTL_CONNECT_LOOP`` if set.
 
         Raises:
-            ProfileError: The variable is not a positive number of seconds.
+            ProfileError: A variable has a value it cannot take.
         """
+        loop = environ.get(LOOP_ENV, "").strip().lower() or cls.loop
+        if loop not in LOOPS:
+            raise ProfileError(
+                f"{LOOP_ENV}={loop!r} is not one of {', '.join(LOOPS)}",
+                hint="fix or remove it in the environment the MCP client passes "
+                "(the `env` of its server entry)",
+            )
         value = environ.get(GIVE_UP_ENV, "").strip()
         if not value:
-            return cls()
+            return cls(loop=loop)
         try:
             seconds = float(value)
         except ValueError:
@@ -49,7 +63,7 @@ class ProxySettings:
                 hint="fix or remove it in the environment the MCP client passes "
                 "(the `env` of its server entry)",
             )
-        return cls(give_up_after=seconds)
+        return cls(give_up_after=seconds, loop=loop)
 
     def backoff(self, attempt: int) -> float:
         """The delay before reconnect attempt ``attempt`` (0-based), with jitter.
@@ -103,4 +117,4 @@ class Outage:
         return delay
 
 
-__all__ = ["GIVE_UP_ENV", "Outage", "ProxySettings"]
+__all__ = ["EXIT_UNEXPECTED", "GIVE_UP_ENV", "LOOPS", "LOOP_ENV", "Outage", "ProxySettings"]

@@ -1,8 +1,8 @@
 """The client's side of the proxy: its stdin and the stdout that carries JSON-RPC only.
 
 :func:`claim_stdout` keeps stray prints off the wire; :class:`LocalPeer` reads the client's lines and
-writes ours, on asyncio transports where the platform can watch the descriptors and on a reader
-thread with blocking writes where it cannot (a regular file, or any pipe on Windows).
+writes ours, on event-loop transports for pipes and sockets, and on a reader thread with blocking
+writes for anything else (a regular file, a terminal, ``/dev/null``, or any pipe on Windows).
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 import sys
 import threading
 from collections.abc import AsyncIterator
+from typing import IO, Any
 
 from provision.connect.jsonrpc import LineSplitter
 
@@ -43,13 +45,40 @@ def claim_stdout() -> int:
     return private
 
 
+def _pollable(fd: int) -> bool:
+    """Whether ``fd`` is a pipe or a socket: what every event loop can watch.
+
+    uvloop aborts the whole process (libuv asserts) when given a descriptor epoll refuses, such as a
+    regular file or ``/dev/null``, instead of raising as asyncio does: so only these two are offered.
+    """
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _private_copy(fd: int, mode: str) -> IO[Any] | None:
+    """A duplicate of pipe or socket ``fd`` for a transport to own; None for anything else.
+
+    A transport closes the descriptor it is given when it closes (uvloop does, even when told not
+    to): a duplicate keeps the caller's open.
+    """
+    if not _pollable(fd):
+        return None
+    try:
+        return os.fdopen(os.dup(fd), mode, buffering=0)
+    except OSError:
+        return None
+
+
 class LocalPeer:
     """The client's end: chunks from stdin, lines to the (protected) stdout.
 
-    Pipes, sockets and terminals use asyncio transports; anything else (a regular file, or Windows,
-    whose loops cannot watch anonymous pipes) is read by a daemon thread and written with blocking
-    writes. The descriptors are never closed here, and their blocking mode is restored on close
-    (asyncio makes them non-blocking, which a terminal shared with a shell must not keep).
+    Pipes and sockets (what MCP clients give) use event-loop transports; anything else (a regular
+    file, a terminal, or Windows, whose loops cannot watch anonymous pipes) is read by a daemon thread
+    and written with blocking writes. The descriptors are never closed here, and their blocking mode is
+    restored on close (the loop makes them non-blocking, which a pipe shared with a shell must not keep).
     """
 
     def __init__(self, stdin_fd: int, stdout_fd: int) -> None:
@@ -68,24 +97,24 @@ class LocalPeer:
                 with contextlib.suppress(OSError):
                     self._blocking[fd] = os.get_blocking(fd)
             reader = asyncio.StreamReader(limit=CHUNK)
-            try:
-                transport, _ = await loop.connect_read_pipe(
-                    lambda: asyncio.StreamReaderProtocol(reader),
-                    os.fdopen(self._stdin_fd, "rb", buffering=0, closefd=False),
-                )
-                self._transports.append(transport)
-                self._reader = reader
-            except (ValueError, OSError):
-                pass
-            try:
-                wtransport, protocol = await loop.connect_write_pipe(
-                    asyncio.streams.FlowControlMixin,
-                    os.fdopen(self._stdout_fd, "wb", buffering=0, closefd=False),
-                )
-                self._transports.append(wtransport)
-                self._writer = asyncio.StreamWriter(wtransport, protocol, None, loop)
-            except (ValueError, OSError):
-                pass
+            if (stdin := _private_copy(self._stdin_fd, "rb")) is not None:
+                try:
+                    transport, _ = await loop.connect_read_pipe(
+                        lambda: asyncio.StreamReaderProtocol(reader), stdin
+                    )
+                    self._transports.append(transport)
+                    self._reader = reader
+                except (ValueError, OSError):
+                    stdin.close()
+            if (stdout := _private_copy(self._stdout_fd, "wb")) is not None:
+                try:
+                    wtransport, protocol = await loop.connect_write_pipe(
+                        asyncio.streams.FlowControlMixin, stdout
+                    )
+                    self._transports.append(wtransport)
+                    self._writer = asyncio.StreamWriter(wtransport, protocol, None, loop)
+                except (ValueError, OSError):
+                    stdout.close()
         if self._reader is None:
             self._start_reader_thread(loop)
 

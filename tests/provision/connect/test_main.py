@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from provision.connect import jsonrpc
+from provision.connect.main import loop_runner
 from provision.connect.settings import GIVE_UP_ENV
 from provision.profiles import log_dir
 from tests.provision.connect.helpers import (
@@ -231,3 +234,39 @@ def test_the_module_entry_point_wants_exactly_one_profile_name() -> None:
         )
         assert done.returncode == 2 and done.stdout == ""
         assert done.stderr.strip() == "usage: python -m provision.connect NAME"
+
+
+# ---------------------------------------------------------------------------------- start-up and loop
+
+
+def test_the_loop_is_uvloop_where_installed_and_asyncio_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert loop_runner("asyncio") is asyncio.run
+    if sys.platform != "win32":
+        import uvloop
+
+        assert loop_runner("uvloop") is uvloop.run
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed: import fails
+    assert loop_runner("uvloop") is asyncio.run
+
+
+def test_the_relay_imports_without_running_the_compiler_to_find_libraries(tmp_path: Path) -> None:
+    # Each compiler or linker run by ctypes.util.find_library is a new process: count them by audit hook.
+    code = (
+        "import sys\n"
+        "runs = []\n"
+        "sys.addaudithook(lambda event, args: runs.append(str(args[1])) "
+        "if event == 'subprocess.Popen' else None)\n"
+        "import ctypes.util\n"
+        "before = ctypes.util.find_library\n"
+        "from provision.connect import main\n"
+        "proxy = main._import_relay()\n"
+        "assert 'asyncssh' in sys.modules and proxy.__name__ == 'Proxy'\n"
+        "assert ctypes.util.find_library is before\n"
+        "print(repr(runs))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=BOUND)
+    assert done.returncode == 0, done.stderr
+    runs = done.stdout.strip()
+    assert "gcc" not in runs and "'cc'" not in runs
+    if sys.platform.startswith("linux") and shutil.which("gcc") is not None:
+        assert "ldconfig" in runs or runs == "[]"  # the loader's cache is still asked

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from provision.connect.settings import GIVE_UP_ENV, Outage, ProxySettings
+from provision.connect.settings import GIVE_UP_ENV, LOOP_ENV, Outage, ProxySettings
 from provision.errors import ConnectError, McpctlError, ProfileError, RemoteError
 
 
@@ -19,6 +19,16 @@ def test_settings_read_the_give_up_time_from_the_environment() -> None:
     settings = ProxySettings(backoff_initial=0.2, backoff_max=5.0)
     assert 0.1 <= settings.backoff(0) <= 0.2
     assert 2.5 <= settings.backoff(40) <= 5.0
+
+
+def test_settings_read_the_event_loop_from_the_environment() -> None:
+    assert ProxySettings.from_env({}).loop == "uvloop"
+    assert ProxySettings.from_env({LOOP_ENV: " AsyncIO "}).loop == "asyncio"
+    assert ProxySettings.from_env({LOOP_ENV: "asyncio", GIVE_UP_ENV: "3"}).loop == "asyncio"
+    with pytest.raises(ProfileError) as caught:
+        ProxySettings.from_env({LOOP_ENV: "trio"})
+    assert caught.value.message == f"{LOOP_ENV}='trio' is not one of uvloop, asyncio"
+    assert caught.value.hint is not None and "`env` of its server entry" in caught.value.hint
 
 
 def test_the_error_says_what_is_wrong_and_the_hint_what_to_do() -> None:

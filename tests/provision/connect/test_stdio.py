@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -40,6 +41,39 @@ async def test_the_local_side_also_works_on_descriptors_asyncio_cannot_watch(
     peer.close()
     assert data == b'{"n":1}\n' * 3
     assert written.read_bytes() == b"a line\n"
+
+
+# What an MCP client could leave the proxy on; uvloop aborts the process on the non-pipes if offered them.
+_ON_UVLOOP = """
+import asyncio, sys, uvloop
+from provision.connect.stdio import LocalPeer
+
+async def main():
+    with open(sys.argv[1], "rb") as stdin, open(sys.argv[2], "wb") as stdout:
+        peer = LocalPeer(stdin.fileno(), stdout.fileno())
+        await peer.open()
+        data = await asyncio.wait_for(peer.read(), 30)
+        await peer.write(b"answer")
+        peer.close()
+    print(data.decode(), file=sys.stderr)
+
+uvloop.run(main())
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop is not installed on Windows")
+def test_on_uvloop_stdin_and_stdout_may_be_files_or_dev_null(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.write_bytes(b'{"n":1}\n')
+    for stdin, stdout in ((source, tmp_path / "out"), (Path(os.devnull), Path(os.devnull))):
+        done = subprocess.run(
+            [sys.executable, "-c", _ON_UVLOOP, str(stdin), str(stdout)],
+            capture_output=True,
+            timeout=BOUND,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.decode() == ('{"n":1}\n\n' if stdin == source else "\n")
+    assert (tmp_path / "out").read_bytes() == b"answer\n"
 
 
 # ------------------------------------------------------------------------- real client, real server
