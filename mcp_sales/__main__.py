@@ -41,7 +41,7 @@ log = logging.getLogger("mcp_sales")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT / "data" / "sample_sales_data.csv"
 DATA_ENV = "MCP_SALES_DATA"
-COMMANDS = ("serve", "check", "sample")
+COMMANDS = ("serve", "check", "sample", "warm")
 
 
 def default_data_path() -> Path:
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mcp-sales",
         description="Sales analytics MCP server over stdio (serve is the default command).",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{serve,check,sample}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,check,sample,warm}")
     serve = commands.add_parser("serve", help="serve MCP over stdin/stdout (default) or HTTP (--transport)")
     _add_data_options(serve)
     from mcp_sales.http.options import add_http_options  # standard library only: start-up stays fast
@@ -119,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--rows", type=int, default=None, metavar="N")
     sample.add_argument("--seed", type=int, default=7)
     sample.add_argument("--format", choices=["csv", "parquet"], default=None, dest="fmt")
+    warm = commands.add_parser("warm", help="the warm server that the launch command hands sessions to")
+    warm.add_argument(
+        "--dir", default=None, metavar="D", help="the socket's directory (default: per user and project)"
+    )
+    warm.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="exit after S seconds without a session",
+    )
+    warm.add_argument("--no-prophet", action="store_true", help="do not import Prophet before forking")
+    warm.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     return parser
 
 
@@ -436,6 +451,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         serve(args)
     elif args.command == "check":
         raise SystemExit(check(args))
+    elif args.command == "warm":
+        from mcp_sales.warm.daemon import run
+
+        raise SystemExit(run(args))
     else:
         raise SystemExit(sample(args))
 

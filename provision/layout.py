@@ -17,6 +17,9 @@ STATE_DIR = ".mcpctl"  # our own directory under the remote root
 DATA_DIR = "data"
 VENV_DIR = ".venv"
 SERVER_MODULE = "mcp_sales"
+# The launch command: hands the session to the host's warm server, or starts the server cold in place.
+# Run with -I -S: it needs nothing but builtin modules, and starts in a few milliseconds.
+ATTACH_SCRIPT = "mcp_sales/warm/attach.py"
 
 
 @dataclass(frozen=True)
@@ -97,13 +100,31 @@ class RemoteLayout:
         columns: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         server_args: Sequence[str] = (),
     ) -> list[str]:
-        """The server's argv on the host: the venv's python by absolute path, ``-m mcp_sales``, then
-        :meth:`server_args`.
+        """The server's launch command on the host: the venv's python by absolute path running the
+        warm-start launcher (``-I -S .../mcp_sales/warm/attach.py``), then :meth:`server_args`.
+
+        The launcher hands the session to the warm server (``mcp-sales warm``) or, when none is
+        ready, runs ``python -m mcp_sales`` with the same arguments in its place.
 
         Raises:
             ProfileError: more than one data file (the server reads one), or one has no file name.
         """
-        return [str(self.python), "-m", SERVER_MODULE, *self.server_args(data_files, columns, server_args)]
+        return [
+            str(self.python),
+            "-I",
+            "-S",
+            str(self.attach_script),
+            *self.server_args(data_files, columns, server_args),
+        ]
+
+    @property
+    def attach_script(self) -> PurePosixPath:
+        """The warm-start launcher (see :meth:`server_argv`)."""
+        return self.root / ATTACH_SCRIPT
+
+    def cold_server_argv(self, *args: str) -> list[str]:
+        """``python -m mcp_sales ARGS``: the server started in place, without the warm path."""
+        return [str(self.python), "-m", SERVER_MODULE, *args]
 
     def server_args(
         self,
