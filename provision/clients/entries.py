@@ -25,7 +25,7 @@ from provision import shell
 from provision.clients.programs import find_mcpctl, find_ssh
 from provision.clients.system import LocalSystem
 from provision.errors import ProfileError
-from provision.layout import SERVER_MODULE, RemoteLayout
+from provision.layout import ATTACH_SCRIPT, SERVER_MODULE, RemoteLayout
 from provision.profiles import Profile, known_hosts_path
 from provision.ssh.profile_target import follow_sandbox
 
@@ -230,5 +230,6 @@ def is_mcpctl_entry(entry: object) -> bool:
         program == "ssh"
         and isinstance(last, str)
         and last.startswith("exec ")
-        and f" -m {SERVER_MODULE}" in last
+        # The warm-start launcher, or the server module that entries written before it start.
+        and (f"/{ATTACH_SCRIPT} " in f"{last} " or f" -m {SERVER_MODULE}" in last)
     )

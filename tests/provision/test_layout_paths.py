@@ -64,7 +64,18 @@ def test_a_data_path_without_a_file_name_is_refused(local: str) -> None:
 
 
 def test_the_server_runs_from_the_venv_python_by_absolute_path() -> None:
-    assert RemoteLayout.of("/srv/app").server_argv() == ["/srv/app/.venv/bin/python", "-m", "mcp_sales"]
+    assert RemoteLayout.of("/srv/app").server_argv() == [
+        "/srv/app/.venv/bin/python",
+        "-I",
+        "-S",
+        "/srv/app/mcp_sales/warm/attach.py",
+    ]
+    assert RemoteLayout.of("/srv/app").cold_server_argv("check") == [
+        "/srv/app/.venv/bin/python",
+        "-m",
+        "mcp_sales",
+        "check",
+    ]
 
 
 def test_server_argv_passes_data_columns_and_extra_arguments_in_order() -> None:
@@ -75,8 +86,9 @@ def test_server_argv_passes_data_columns_and_extra_arguments_in_order() -> None:
     )
     assert argv == [
         "/srv/app/.venv/bin/python",
-        "-m",
-        "mcp_sales",
+        "-I",
+        "-S",
+        "/srv/app/mcp_sales/warm/attach.py",
         "--data",
         "/srv/app/data/sales.csv",
         "--column",
@@ -92,7 +104,7 @@ def test_server_args_are_the_argv_without_the_python() -> None:
     layout = RemoteLayout.of("/srv/app")
     args = layout.server_args(["/home/ann/sales.csv"], {"date": "Day"}, ["--log-level", "debug"])
     assert args == ["--data", "/srv/app/data/sales.csv", "--column", "date=Day", "--log-level", "debug"]
-    assert layout.server_argv(["/home/ann/sales.csv"], {"date": "Day"}, ["--log-level", "debug"])[3:] == args
+    assert layout.server_argv(["/home/ann/sales.csv"], {"date": "Day"}, ["--log-level", "debug"])[4:] == args
 
 
 def test_columns_may_be_given_as_pairs() -> None:

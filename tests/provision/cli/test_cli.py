@@ -336,7 +336,7 @@ def test_provision_accepts_every_column_mapping_the_server_accepts(mcpctl_home: 
     save_profile(profile)
     assert load_profile("cols").columns == {"operation": "CITY", "revenue": "", "date_format": "%d/%m/%Y"}
     argv = RemoteLayout.of(profile.remote_dir).server_argv((), profile.columns)
-    assert argv[3:] == [
+    assert argv[4:] == [
         "--column",
         "operation=CITY",
         "--column",
@@ -344,7 +344,7 @@ def test_provision_accepts_every_column_mapping_the_server_accepts(mcpctl_home: 
         "--column",
         "date_format=%d/%m/%Y",
     ]
-    assert parse_column_overrides([argv[4], argv[6], argv[8]]) == profile.columns  # what the server reads
+    assert parse_column_overrides([argv[5], argv[7], argv[9]]) == profile.columns  # what the server reads
 
 
 def test_a_profile_holds_only_columns_the_server_accepts() -> None:

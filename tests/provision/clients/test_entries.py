@@ -36,7 +36,8 @@ def test_ssh_entry_args_exactly(tmp_path: Path) -> None:
             "-i", f"{tmp_path}/keys/demo_ed25519",
             "-p", "2222",
             "ubuntu@203.0.113.7",
-            "exec /home/ubuntu/mcpctl/demo/.venv/bin/python -m mcp_sales"
+            "exec /home/ubuntu/mcpctl/demo/.venv/bin/python -I -S"
+            " /home/ubuntu/mcpctl/demo/mcp_sales/warm/attach.py"
             " --data /home/ubuntu/mcpctl/demo/data/sales.csv",
         ],
     }  # fmt: skip
@@ -73,8 +74,9 @@ def test_remote_command_is_quoted_exactly_once(tmp_path: Path) -> None:
     argv = entry_inputs.server_argv()
     assert argv == [
         f"{remote_dir}/.venv/bin/python",
-        "-m",
-        "mcp_sales",
+        "-I",
+        "-S",
+        f"{remote_dir}/mcp_sales/warm/attach.py",
         "--data",
         f"{remote_dir}/data/Q4 sales;rm -rf.csv",
         "--column",
@@ -95,8 +97,9 @@ def test_the_server_command_is_the_layouts_and_refuses_what_the_server_cannot_ta
     windows_path = inputs(tmp_path, remote_dir="/srv/demo", data=(r"C:\Users\me\sales.csv",))
     assert windows_path.server_argv() == [
         "/srv/demo/.venv/bin/python",
-        "-m",
-        "mcp_sales",
+        "-I",
+        "-S",
+        "/srv/demo/mcp_sales/warm/attach.py",
         "--data",
         "/srv/demo/data/sales.csv",
     ]
@@ -183,6 +186,8 @@ def test_proxy_entry_falls_back_to_path_then_explains(tmp_path: Path) -> None:
         ({"command": "/u/bin/mcpctl", "args": ["connect", "x"]}, True),
         ({"command": "C:\\Users\\me\\.venv\\Scripts\\MCPCTL.EXE", "args": ["connect", "x"]}, True),
         ({"command": "C:\\Windows\\ssh.exe", "args": ["h", "exec /r/.venv/bin/python -m mcp_sales"]}, True),
+        ({"command": "ssh", "args": ["h", "exec /r/.venv/bin/python -I -S /r/mcp_sales/warm/attach.py"]}, True),
+        ({"command": "ssh", "args": ["h", "exec /r/.venv/bin/python /r/not_mcp_sales/warm/attach.py.bak"]}, False),
         ({"command": "/usr/bin/ssh", "args": ["h", "exec other-server"]}, False),
         ({"command": "/u/bin/mcpctl", "args": ["status"]}, False),
         ({"command": "npx", "args": ["connect"]}, False),
