@@ -135,6 +135,16 @@ def mcpctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_the_checkouts_warm_server() -> Iterator[None]:
+    """Sessions launched on this checkout (remote_dir = the repository) start its warm server: stop it
+    when the test run ends instead of leaving it to its idle timeout."""
+    yield
+    from mcp_sales.warm import attach
+
+    attach.ask("stop", attach.runtime_dir(str(Path(__file__).resolve().parent.parent)))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Attach the sshd log tail to the report of a failed test that used an sshd."""

@@ -424,7 +424,8 @@ def control(command: str, directory: str) -> int:
                 last = handle.read().strip()
         except OSError:
             pass
-        sys.stdout.write(f"{answer or 'none'}\ndisk code {short_digest(fingerprint())}\nlast {last or 'none'}\n")
+        code = short_digest(fingerprint())
+        sys.stdout.write(f"{answer or 'none'}\ndisk code {code}\nlast {last or 'none'}\n")
         return 0
     answer = ask("stop", directory)
     if command == "--stop":

@@ -195,6 +195,7 @@ class WarmServer:
             return
         _close_all(fds)
         if op == "status":
+            self._reap()  # a session that just ended is not counted as running
             state = "retiring" if self.retiring else "ready"
             conn.sendall(
                 f"{state} pid {os.getpid()} sessions {len(self.sessions)} served {self.served} "
