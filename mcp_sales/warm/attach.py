@@ -443,6 +443,16 @@ def control(command: str, directory: str) -> int:
     return 0
 
 
+def _http(argv: list[str]) -> bool:
+    """Whether the arguments ask for an HTTP server: not a stdio session, nothing to hand over."""
+    for index, arg in enumerate(argv):
+        if arg.startswith("--transport="):
+            return arg != "--transport=stdio"
+        if arg == "--transport":
+            return argv[index + 1 : index + 2] != ["stdio"]
+    return False
+
+
 def main(argv: list[str]) -> int:
     started = time.perf_counter()
     directory: str | None = None
@@ -456,7 +466,7 @@ def main(argv: list[str]) -> int:
     assert directory is not None
     if argv[:1] and argv[0] in ("--status", "--stop", "--restart"):
         return control(argv[0], directory)
-    if argv[:1] and argv[0] in COLD_ONLY:
+    if (argv[:1] and argv[0] in COLD_ONLY) or _http(argv):
         exec_cold(argv)
     if os.environ.get(SWITCH_ENV, "1") == "0":
         start_cold(argv, directory, f"the warm path is off ({SWITCH_ENV}=0)", started)
