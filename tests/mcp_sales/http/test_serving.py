@@ -4,6 +4,7 @@ fixed, and --workers."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import shutil
@@ -18,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mcp_sales.http.runner import StartupError, preflight
-from mcp_sales.http.settings import HttpSettings
+from mcp_sales.http.settings import HttpSettings, dump, load
+from mcp_sales.server import ServerConfig
 from tests.mcp_sales.http.helpers import HttpServer, run_to_exit
 
 KEY = "serving-key-0123456789abcdef"
@@ -101,56 +103,43 @@ def make_certificate(directory: Path, days: int = 30) -> tuple[Path, Path, dt.da
     return cert_path, key_path, not_after
 
 
-def test_tls_serves_https_and_info_shows_the_certificate_expiry(tmp_path: Path, small_csv: Path) -> None:
+def test_over_tls_health_is_503_for_a_broken_data_file_and_200_once_fixed_without_a_restart(
+    tmp_path: Path, small_csv: Path
+) -> None:
     cert, key, not_after = make_certificate(tmp_path)
+    good = tmp_path / "good.csv"
+    shutil.copyfile(small_csv, good)
+    small_csv.write_text("this,is\nnot,sales data\n")
     server = HttpServer.start(
         [
-            "--transport",
-            "streamable-http",
-            "--data",
-            str(small_csv),
-            "--ssl-certfile",
-            str(cert),
-            "--ssl-keyfile",
-            str(key),
+            *("--transport", "streamable-http", "--data", str(small_csv)),
+            *("--ssl-certfile", str(cert), "--ssl-keyfile", str(key)),
         ],
         env={"MCP_API_KEY": KEY},
     )
     try:
         assert server.url.startswith("https://127.0.0.1:")
         trusted = ssl.create_default_context(cafile=str(cert))
-        assert server.health_until({"ok"}, verify=trusted).status_code == 200
+        # "starting" (503 too) while the first check runs, then the verdict on the broken file
+        broken = server.health_until({"unavailable"}, verify=trusted)
+        assert broken.status_code == 503 and broken.json()["error"]
         with httpx2.Client(verify=trusted, timeout=TIMEOUT, headers={"X-API-Key": KEY}) as http:
             info = http.get(f"{server.url}/info").json()
         assert dt.datetime.fromisoformat(info["tls"]["not_after"]) == not_after
         assert info["tls"]["days_left"] in (29, 30)
+        assert info["data_status"] == "unavailable"
         with pytest.raises(httpx2.ConnectError):  # an untrusted certificate is refused by the client
             httpx2.get(f"{server.url}/health", timeout=TIMEOUT)
-    finally:
-        server.stop()
 
-
-def test_health_is_503_for_a_broken_data_file_and_200_once_fixed_without_a_restart(
-    tmp_path: Path, small_csv: Path
-) -> None:
-    good = tmp_path / "good.csv"
-    shutil.copyfile(small_csv, good)
-    small_csv.write_text("this,is\nnot,sales data\n")
-    server = HttpServer.start(
-        ["--transport", "streamable-http", "--data", str(small_csv)], env={"MCP_API_KEY": KEY}
-    )
-    try:
-        broken = server.health_until({"unavailable"})  # "starting" (503 too) while the first check runs
-        assert broken.status_code == 503
-        assert broken.json()["error"]
         shutil.copyfile(good, small_csv)
-        fixed = server.health_until({"ok"})
+        fixed = server.health_until({"ok"}, verify=trusted)
         assert fixed.status_code == 200, fixed.text
         assert len(fixed.json()["data_version"]) == 12
     finally:
         server.stop()
 
 
+@pytest.mark.slow  # three interpreters start: the parent and two spawned workers
 def test_two_workers_share_one_port(small_csv: Path) -> None:
     server = HttpServer.start(
         ["--transport", "streamable-http", "--stateless", "--workers", "2", "--data", str(small_csv)],
@@ -169,3 +158,17 @@ def test_two_workers_share_one_port(small_csv: Path) -> None:
         assert server.health_until({"ok"}).status_code == 200
     finally:
         assert server.stop() in (0, -15)
+
+
+def test_worker_settings_travel_without_the_keys(tmp_path: Path) -> None:
+    config = ServerConfig(data_path=tmp_path / "sales.csv", columns={"units": "QTY"}, cache_dir=tmp_path)
+    settings = HttpSettings(
+        stateless=True,
+        workers=2,
+        api_keys=(KEY,),
+        api_key_file=tmp_path / "keys",
+        oauth_scopes=("sales/read",),
+    )
+    text = dump(config, settings)
+    assert KEY not in text
+    assert load(text) == (config, dataclasses.replace(settings, api_keys=()))
