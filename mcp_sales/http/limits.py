@@ -40,19 +40,17 @@ class BodyLimitMiddleware:
             await self._too_large(send)
             return
         body = bytearray()
-        pending: deque[Message] = deque()
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                pending.append(message)  # a disconnect: replayed to the app, which ends the request
-                break
+                return  # the client left mid-body (or was cut): nothing to answer, nothing to run
             body += message.get("body", b"")
             if len(body) > self.max_bytes:
                 await self._too_large(send)
                 return
             if not message.get("more_body", False):
                 break
-        pending.appendleft({"type": "http.request", "body": bytes(body), "more_body": False})
+        pending: deque[Message] = deque([{"type": "http.request", "body": bytes(body), "more_body": False}])
 
         async def replay() -> Message:
             return pending.popleft() if pending else await receive()

@@ -158,13 +158,23 @@ async def test_an_oversized_body_gets_413_and_the_server_goes_on(server: HttpSer
         assert (await http.get(f"{server.url}/health")).status_code == 200
 
 
-def test_a_client_that_stalls_mid_headers_is_cut_and_the_server_goes_on(server: HttpServer) -> None:
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",  # half the headers
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"  # half the body
+        b"X-API-Key: " + ENV_KEY.encode() + b"\r\nContent-Length: 100\r\n\r\n{",
+        b"",  # nothing at all
+    ],
+    ids=["headers", "body", "nothing"],
+)
+def test_a_client_that_stalls_is_cut_and_the_server_goes_on(server: HttpServer, sent: bytes) -> None:
     import socket
 
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as stalled:
-        stalled.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        stalled.sendall(sent)
         answer = b""
-        while chunk := stalled.recv(4096):  # bounded by the socket timeout
+        while chunk := stalled.recv(4096):  # bounded by the socket timeout; b"" once the server closes
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b"request_timeout" in answer
