@@ -12,7 +12,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-PRIVATE_MODE = 0o600
+from provision.portable import PRIVATE_FILE_MODE, make_private
+
+PRIVATE_MODE = PRIVATE_FILE_MODE
 
 
 def atomic_write(
@@ -27,7 +29,9 @@ def atomic_write(
     Args:
         path: The file to replace (or create); its directory must exist.
         data: The whole new content.
-        mode: Permission bits of the new file. On Windows only the read-only bit means anything.
+        mode: Permission bits of the new file. The default makes it private on every platform (on
+            Windows: an access list naming only the current user); any other mode is a plain chmod,
+            of which Windows honours only the read-only bit.
         before_replace: Called with the finished temporary file just before the rename: the place to
             copy an owner or to check, one last time, that nobody changed ``path`` meanwhile (raise to
             abandon the write; the temporary file is removed and ``path`` is left as it was).
@@ -42,7 +46,12 @@ def atomic_write(
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)  # mkstemp made it 0600; chmod by path works on every platform
+        # Set on the temporary file, so the name never holds readable content; a rename keeps both the
+        # mode and a Windows access list.
+        if mode == PRIVATE_MODE:
+            make_private(tmp)
+        else:
+            os.chmod(tmp, mode)
         if before_replace is not None:
             before_replace(tmp)
         os.replace(tmp, path)

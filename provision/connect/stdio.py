@@ -192,9 +192,10 @@ class LocalPeer:
     def close(self) -> None:
         for transport in self._transports:
             transport.close()
-        for fd, blocking in self._blocking.items():
-            with contextlib.suppress(OSError):
-                os.set_blocking(fd, blocking)
+        if sys.platform != "win32":  # open() records no modes there (the reader-thread path)
+            for fd, blocking in self._blocking.items():
+                with contextlib.suppress(OSError):
+                    os.set_blocking(fd, blocking)
 
 
 __all__ = ["CHUNK", "ClientGone", "LocalPeer", "claim_stdout"]

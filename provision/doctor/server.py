@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TextIO, cast
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -47,7 +47,8 @@ async def check_session(dx: Diagnosis) -> None:
 
         @asynccontextmanager
         async def transport() -> AsyncIterator[TransportStreams]:
-            async with stdio_client(params, errlog=errlog) as streams:
+            # On Windows a TemporaryFile is a wrapper object, not a TextIO by type; it has a real fileno.
+            async with stdio_client(params, errlog=cast(TextIO, errlog)) as streams:
                 spawned.append(time.perf_counter())  # the process runs: the client's clock starts
                 try:
                     yield streams

@@ -15,12 +15,14 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
+import sys
 from pathlib import Path
 
 import asyncssh
 
 from provision.errors import KeyFileError, KeyNeedsPassphrase
-from provision.files import PRIVATE_MODE, atomic_write
+from provision.files import atomic_write
+from provision.portable import make_private
 
 KEY_TYPE = "ssh-ed25519"
 _OPENSSH_MAGIC = b"openssh-key-v1\0"
@@ -64,8 +66,9 @@ def load_key(path: Path, *, label: str = "key") -> asyncssh.SSHKey | None:
             path, "unreadable", f"the {label} {path} is unreadable ({detail})", detail=detail
         ) from exc
     try:
-        if path.stat().st_mode & 0o077:
-            path.chmod(PRIVATE_MODE)  # a private key readable by others is not private
+        # Windows has no mode bits to read: a key we wrote there got a private access list already.
+        if sys.platform != "win32" and path.stat().st_mode & 0o077:
+            make_private(path)  # a private key readable by others is not private
     except OSError as exc:
         detail = exc.strerror or str(exc)
         raise KeyFileError(

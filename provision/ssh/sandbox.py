@@ -30,6 +30,7 @@ from pathlib import Path
 
 from provision.errors import KeyFileError, SandboxError
 from provision.files import atomic_write
+from provision.portable import KILL_SIGNAL
 from provision.profiles import state_dir
 from provision.ssh import keys
 from provision.ssh.sandbox_server import BANNER_PREFIX, CLIENT_KEY_FILE, HOST, HOST_KEY_FILE
@@ -185,10 +186,12 @@ def status() -> SandboxInfo | None:
 
 
 def _require_posix() -> None:
-    if os.name != "posix":
-        raise SandboxError(
-            "the sandbox needs Linux or macOS", hint="use `mcpctl provision --host` on Windows"
-        )
+    if sys.platform == "win32":
+        raise _posix_only()
+
+
+def _posix_only() -> SandboxError:
+    return SandboxError("the sandbox needs Linux or macOS", hint="use `mcpctl provision --host` on Windows")
 
 
 def _ensure_keys(directory: Path) -> str:
@@ -279,6 +282,8 @@ def _open_private(path: Path) -> int:
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     """Serialise up/down across processes (two terminals, or a demo racing a user)."""
+    if sys.platform == "win32":  # up() and down() refused already; this tells the type checker
+        raise _posix_only()
     import fcntl  # POSIX only; imported here so that importing this module works everywhere
 
     fd = _open_private(directory / _LOCK_FILE)
@@ -369,7 +374,7 @@ def _stop(pid: int, *, timeout: float) -> None:
     Raises:
         SandboxError: If it survives SIGKILL.
     """
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+    for sig, wait in ((signal.SIGTERM, timeout), (KILL_SIGNAL, 5.0)):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
@@ -398,6 +403,8 @@ def _start(
     Raises:
         SandboxError: If it cannot be spawned, reports an error, or does not answer within ``timeout``.
     """
+    if sys.platform == "win32":  # up() refused already; this tells the type checker
+        raise _posix_only()
     import pwd  # POSIX only; imported here so that importing this module works everywhere
 
     entry = pwd.getpwuid(os.getuid())

@@ -10,8 +10,6 @@ import pytest
 from provision.clients import lock
 from provision.errors import ClientConfigError
 
-pytestmark = pytest.mark.skipif(lock.fcntl is None, reason="folders are not locked on Windows")
-
 
 def test_a_second_writer_waits_for_the_first(tmp_path: Path) -> None:
     order: list[str] = []
