@@ -262,3 +262,22 @@ async def test_sessions_beyond_the_limit_get_503_and_open_ones_go_on(server: Htt
                     headers={"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"},
                 )
         assert (await http.post(f"{server.url}/mcp", json=initialize, headers=accept)).status_code == 200
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({"Host": "attacker.example:80"}, 421), ({"Origin": "http://attacker.example"}, 403)],
+    ids=["host", "origin"],
+)
+async def test_dns_rebinding_is_refused_on_loopback(
+    server: HttpServer, headers: dict[str, str], status: int
+) -> None:
+    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    async with http_client(ENV_KEY) as http:
+        response = await http.post(
+            f"{server.url}/mcp",
+            json=request,
+            headers={"Accept": "application/json, text/event-stream", **headers},
+        )
+    assert response.status_code == status

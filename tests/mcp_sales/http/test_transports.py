@@ -61,6 +61,7 @@ async def test_stateless_answers_match_pandas(stateless: HttpServer, sales_csv: 
     frame = reference_frame(sales_csv)
     with anyio.fail_after(WAIT):
         async with mcp_session(stateless.url, KEY, mode=mode) as client:
+            assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
             result = await client.call_tool("top_n_products", {"n": 4, "operation": "Houston"})
     assert not result.is_error, result.content
     top = TopProductsResult.model_validate(result.structured_content)
@@ -87,10 +88,12 @@ async def test_stateless_answers_in_json_without_a_session(stateless: HttpServer
 
 
 @pytest.mark.anyio
-async def test_sse_answers_match_pandas(sse: HttpServer, sales_csv: Path) -> None:
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_sse_answers_match_pandas(sse: HttpServer, sales_csv: Path, mode: str) -> None:
     frame = reference_frame(sales_csv)
     with anyio.fail_after(WAIT):
-        async with mcp_session(sse.url, KEY, transport="sse") as client:
+        async with mcp_session(sse.url, KEY, transport="sse", mode=mode) as client:
+            assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
             result = await client.call_tool("top_n_products", {"n": 3, "operation": "Dallas"})
     assert not result.is_error, result.content
     top = TopProductsResult.model_validate(result.structured_content)
