@@ -7,8 +7,11 @@ Measured in one run, each path started as a separate process the way an MCP clie
    absolute path), and through the seed's ``ssh host "cd DIR && source .venv/bin/activate && python
    -m mcp_sales"``.
 2. **Round trip per message**: many small JSON-RPC messages, one at a time, echoed by ``cat`` on the
-   host, through the proxy vs ``ssh host cat`` (median and p99; goal: proxy <= 1.5x).
-3. **Recovery after a drop**: the SSH session processes are killed under a live session; the time
+   host, through the proxy on uvloop, through the proxy on asyncio's own loop, and through
+   ``ssh host cat`` (median and p99; goal: proxy <= 1.5x).
+3. **The proxy's own start**: from process start to the relay imported (profile, logging, asyncssh,
+   the proxy), against the bare interpreter's start.
+4. **Recovery after a drop**: the SSH session processes are killed under a live session; the time
    until a tool call succeeds again through the same proxy (goal < 3 s on loopback). Plain ssh has no
    recovery: its session is simply gone.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -35,6 +39,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from provision.connect.settings import LOOP_ENV
 from tests.sshd import SshdServer, descendants, running_sshd
 
 REPO = Path(__file__).resolve().parent.parent
@@ -153,11 +158,12 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def round_trips(
-    paths: dict[str, Sequence[str]], env: dict[str, str], messages: int, warmup: int = 100
+    paths: dict[str, tuple[Sequence[str], dict[str, str]]], messages: int, warmup: int = 100
 ) -> dict[str, Echo]:
-    """Echo ``messages`` small JSON-RPC messages one at a time through every path, alternating between
-    the paths message by message, so that a change in the machine's load affects them all alike."""
-    lines = {name: _Line(argv, env) for name, argv in paths.items()}
+    """Echo ``messages`` small JSON-RPC messages one at a time through every path (argv, environment),
+    alternating between the paths message by message, so that a change in the machine's load affects
+    them all alike."""
+    lines = {name: _Line(argv, env) for name, (argv, env) in paths.items()}
     try:
         samples: dict[str, list[float]] = {name: [] for name in lines}
         cpu_start: dict[str, float | None] = {}
@@ -184,6 +190,24 @@ def round_trips(
     finally:
         for line in lines.values():
             line.close()
+
+
+# What `mcpctl connect` imports before it can connect: its entry point, then the relay and the SSH side.
+_PROXY_IMPORTS = (
+    "from provision.connect import main; main._import_relay(); import provision.ssh.profile_target"
+)
+
+
+def start_times(runs: int) -> dict[str, list[float]]:
+    """Seconds from process start to exit: the proxy's imports, and the bare interpreter (round robin)."""
+    commands = {"imports": [sys.executable, "-c", _PROXY_IMPORTS], "python": [sys.executable, "-c", "pass"]}
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, argv in commands.items():
+            started = time.perf_counter()
+            subprocess.run(argv, check=True, timeout=TIMEOUT)
+            times[name].append(time.perf_counter() - started)
+    return times
 
 
 def _session_processes(sshd_pid: int) -> list[int]:
@@ -282,14 +306,23 @@ def main(argv: list[str]) -> None:
                     times[name].append(time_to_tools_list(command, paths.env))
         cold = {name: statistics.median(values) for name, values in times.items()}
         with console.status("round trips"):
+            on_asyncio = {**paths.env, LOOP_ENV: "asyncio"}
             echoes = round_trips(
-                {"proxy": paths.proxy(["cat"]), "ssh": paths.ssh("cat")}, paths.env, args.messages
+                {
+                    "proxy": (paths.proxy(["cat"]), paths.env),
+                    "proxy on asyncio": (paths.proxy(["cat"]), on_asyncio),
+                    "ssh": (paths.ssh("cat"), paths.env),
+                },
+                args.messages,
             )
             ours, theirs = echoes["proxy"], echoes["ssh"]
+        with console.status("the proxy's own start"):
+            starts_of = start_times(max(args.runs, 11))
         with console.status("recovery after dropped links"):
             recovery = recovery_times(paths, pid, args.drops)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    uvloop_used = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"
     table = Table(
         title="mcpctl connect vs OpenSSH, loopback",
         caption=f"{os.cpu_count()} cores, load average {load:.1f}; {args.runs} cold starts, "
@@ -305,32 +338,36 @@ def main(argv: list[str]) -> None:
             _ratio(cold["proxy"], cold[name]),
             "",
         )
-    median_ours, median_theirs = statistics.median(ours.samples), statistics.median(theirs.samples)
-    table.add_row(
-        "round trip median vs ssh cat",
-        _us(median_ours),
-        _us(median_theirs),
-        _ratio(median_ours, median_theirs),
-        f"<= {RTT_GOAL}x",
-    )
-    p99_ours, p99_theirs = _p99(ours.samples), _p99(theirs.samples)
-    table.add_row(
-        "round trip p99 vs ssh cat", _us(p99_ours), _us(p99_theirs), _ratio(p99_ours, p99_theirs), ""
-    )
-    if ours.cpu_per_message is not None and theirs.cpu_per_message is not None:
+    median_theirs, p99_theirs = statistics.median(theirs.samples), _p99(theirs.samples)
+    for name, loop in (("proxy", "uvloop" if uvloop_used else "asyncio"), ("proxy on asyncio", "asyncio")):
+        echo = echoes[name]
+        median = statistics.median(echo.samples)
         table.add_row(
-            "relay CPU per message vs ssh",
-            _us(ours.cpu_per_message),
-            _us(theirs.cpu_per_message),
-            _ratio(ours.cpu_per_message, theirs.cpu_per_message),
-            "",
+            f"round trip median, {loop}",
+            _us(median),
+            _us(median_theirs),
+            _ratio(median, median_theirs),
+            f"<= {RTT_GOAL}x",
         )
+        p99 = _p99(echo.samples)
+        table.add_row(f"round trip p99, {loop}", _us(p99), _us(p99_theirs), _ratio(p99, p99_theirs), "")
+        if echo.cpu_per_message is not None and theirs.cpu_per_message is not None:
+            table.add_row(
+                f"relay CPU per message, {loop}",
+                _us(echo.cpu_per_message),
+                _us(theirs.cpu_per_message),
+                _ratio(echo.cpu_per_message, theirs.cpu_per_message),
+                "",
+            )
+    imports, bare = statistics.median(starts_of["imports"]), statistics.median(starts_of["python"])
+    table.add_row("start to relay imported / python", _ms(imports), _ms(bare), "", "")
+    table.add_row("  of which the proxy's imports", _ms(imports - bare), "", "", "")
     worst = max(recovery)
     table.add_row(
         "recovery after a drop (worst)", f"{worst:.2f} s", "session lost", "", f"< {RECOVERY_GOAL:g} s"
     )
     console.print(table)
-    rtt = median_ours / median_theirs
+    rtt = statistics.median(ours.samples) / median_theirs
     console.print(
         f"round trip {'meets' if rtt <= RTT_GOAL else 'misses'} its goal ({rtt:.2f}x); "
         f"recovery {'meets' if worst < RECOVERY_GOAL else 'misses'} its goal ({worst:.2f} s; "
