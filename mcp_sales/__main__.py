@@ -54,6 +54,11 @@ def _absolute(value: str | Path) -> Path:
     return Path(value).expanduser().resolve()
 
 
+def _data_source(value: str) -> Path | str:
+    """A --data value: a local path (made absolute), or an ``s3://bucket/key`` URL kept as it is."""
+    return value if value.startswith("s3://") else _absolute(value)
+
+
 def _seconds(value: str) -> float:
     seconds = float(value)
     if not 0 <= seconds <= 3600:
@@ -64,9 +69,10 @@ def _seconds(value: str) -> float:
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
-        type=_absolute,
+        type=_data_source,
         default=None,
-        help=f"sales file (CSV or Parquet); default: ${DATA_ENV} or {DEFAULT_DATA.relative_to(PROJECT_ROOT)}",
+        help=f"sales file (CSV or Parquet) or s3://BUCKET/KEY; default: ${DATA_ENV} or "
+        f"{DEFAULT_DATA.relative_to(PROJECT_ROOT)}",
     )
     parser.add_argument(
         "--column",
@@ -169,7 +175,13 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         columns = parse_column_overrides(args.column)
     from mcp_sales.server import ServerConfig
 
+    data_url = args.data if isinstance(args.data, str) else None
+    if data_url is not None:  # s3://bucket/key: read from its local copy in the cache
+        from mcp_sales.s3source import mirror_path
+
+        args.data = mirror_path(data_url, args.cache_dir)
     return ServerConfig(
+        data_url=data_url,
         data_path=args.data or default_data_path(),
         columns=columns,
         date_format=args.date_format,

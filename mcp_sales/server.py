@@ -107,6 +107,8 @@ class ServerConfig:
     progress_interval_s: float = 1.0
     # Open the data in the background once the handshake is done, so the first tool call is fast.
     prefetch: bool = True
+    # `--data s3://bucket/key`: data_path is then the object's local copy (mcp_sales.s3source).
+    data_url: str | None = None
 
 
 def open_store(config: ServerConfig) -> SalesStore:
@@ -115,6 +117,10 @@ def open_store(config: ServerConfig) -> SalesStore:
     Raises:
         DataError: the file is missing or its columns cannot be mapped.
     """
+    if config.data_url is not None:  # an S3 object, mirrored into the cache and then read as a file
+        from mcp_sales.s3source import open_s3_store
+
+        return open_s3_store(config)
     from mcp_sales.data import SalesStore
     from mcp_sales.mapping import load_mapping
 

@@ -16,7 +16,9 @@ from provision.cli import deploy as deploy_commands
 from provision.cli import doctor as doctor_command
 from provision.cli import ec2 as ec2_commands
 from provision.cli import provision as provision_command
+from provision.cli import status as status_command
 from provision.cli import sync as sync_command
+from provision.cli import tunnel as tunnel_command
 from provision.cli import version as version_command
 from provision.cli.config import config_app
 from provision.cli.profile import profile_app
@@ -53,10 +55,11 @@ app.command("version")(version_command.version)
 app.command("connect")(connect_commands.connect)
 app.command("doctor")(doctor_command.doctor)
 app.command("logs")(connect_commands.logs)
-app.command("status")(ec2_commands.status)
+app.command("status")(status_command.status)
 app.command("stop")(ec2_commands.stop)
 app.command("start")(ec2_commands.start)
 app.command("destroy")(deploy_commands.destroy)  # deployments; EC2 profiles otherwise
+app.command("tunnel")(tunnel_command.tunnel)
 app.add_typer(profile_app, name="profile")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(config_app, name="config")

@@ -13,6 +13,7 @@ from provision.errors import OptionError
 
 if TYPE_CHECKING:
     from provision.clients.entries import Style
+    from provision.clients.jsonedit import ConfigChange
 
 Client = Literal["claude", "gemini"]
 
@@ -31,6 +32,7 @@ def _config(
     remove: bool,
     force: bool,
     as_json: bool,
+    http: bool = False,
 ) -> None:
     from provision.clients.configure import configure_client, remove_client_entry
     from provision.clients.entries import EntryInputs
@@ -41,7 +43,9 @@ def _config(
             f"--style must be 'proxy' or 'ssh', not {style!r}",
             hint="pass --style proxy (the default) or --style ssh",
         )
-    if remove:
+    if http and not remove:
+        change = _http_entry(client, name, server_name, config_path, dry_run, force)
+    elif remove:
         change = remove_client_entry(
             name, client=client, server_name=server_name, path=config_path, force=force, dry_run=dry_run
         )
@@ -76,6 +80,40 @@ def _config(
         err.print(f"backup: {change.backup}")
     if change.changed and not dry_run:
         err.print("restart the client (quit it fully first) to load the change.")
+    if http and not remove:
+        _explain_http_entry(name)
+
+
+def _http_entry(
+    client: Client, name: str, server_name: str | None, path: Path | None, dry_run: bool, force: bool
+) -> ConfigChange:
+    from provision.clients.http_entry import configure_gemini_http
+    from provision.profiles import load_profile
+
+    if client != "gemini":
+        raise OptionError(
+            "--http writes a Gemini CLI entry; Claude Desktop's entries start a local program",
+            hint=f"run `mcpctl config claude {name}`: its `mcpctl connect` reaches the HTTP server itself",
+        )
+    profile = load_profile(name)
+    return configure_gemini_http(profile, server_name=server_name, path=path, force=force, dry_run=dry_run)
+
+
+def _explain_http_entry(name: str) -> None:
+    from provision.clients.http_entry import local_url
+    from provision.host.http_keys import env_variable, key_path
+    from provision.profiles import load_profile
+
+    profile = load_profile(name)
+    variable = env_variable(name)
+    err.print(
+        f'the entry reads the key from ${variable}: `export {variable}="$(cat {key_path(profile)})"` '
+        "before starting gemini.",
+        markup=False,
+        soft_wrap=True,
+    )
+    if profile.http is not None and profile.http.url is None and profile.kind != "sandbox":
+        err.print(f"it reaches {local_url(profile)} while `mcpctl tunnel {name}` runs.", markup=False)
 
 
 def _config_command(client: Client) -> Callable[..., None]:
@@ -94,9 +132,13 @@ def _config_command(client: Client) -> Callable[..., None]:
         dry_run: Annotated[bool, typer.Option(help="Show the change without writing.")] = False,
         remove: Annotated[bool, typer.Option(help="Take our entry out.")] = False,
         force: Annotated[bool, typer.Option(help="Replace or remove an entry mcpctl did not write.")] = False,
+        http: Annotated[
+            bool,
+            typer.Option("--http", help="Gemini: an httpUrl entry for the HTTP server (key from env)."),
+        ] = False,
         as_json: JsonOpt = False,
     ) -> None:
-        _config(client, name, style, server_name, config_path, dry_run, remove, force, as_json)
+        _config(client, name, style, server_name, config_path, dry_run, remove, force, as_json, http)
 
     command.__doc__ = (
         f"Write (or --remove) the {client.title()} entry for profile NAME: merge, backup, atomic."

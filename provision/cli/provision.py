@@ -92,6 +92,13 @@ def provision(
     dry_run: Annotated[
         bool, typer.Option(help="--ec2: print what would be created and what it costs; change nothing.")
     ] = False,
+    http: Annotated[
+        bool,
+        typer.Option(
+            "--http",
+            help="Also run the HTTP server on the host (127.0.0.1 only, API key; see docs/HOST_HTTP.md).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Create or update profile NAME and install the server on its host (idempotent)."""
@@ -116,6 +123,7 @@ def provision(
         ec2_options=Ec2Options(
             region, instance_type, ssh_cidr, volume_gb, autostop_minutes, allow_world, dry_run
         ),
+        http=http,
     )
     mode = provision_mode(request)  # refuses options that do not apply, before anything is written
     if mode.kind == "ec2" and dry_run:
@@ -138,6 +146,8 @@ def provision(
         return
     state = "up to date" if result.report.up_to_date else "ready"
     err.print(f"[bold green]{name} {state}[/bold green] in {total:.1f} s ({result.profile.remote_dir})")
+    if result.profile.http is not None:
+        err.print(f"HTTP: `mcpctl tunnel {name}` reaches it here; `mcpctl status {name}` checks it.")
     err.print(
         f"next: `mcpctl config claude {name}` then restart Claude Desktop; `mcpctl doctor {name}` checks it."
     )

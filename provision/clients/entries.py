@@ -35,6 +35,9 @@ Style = Literal["proxy", "ssh"]
 WINDOWS_PROGRAMDATA = "C:\\ProgramData"
 # `mcpctl connect` finds its profiles through these; a GUI app may not have them in its environment.
 _XDG_VARIABLES = ("XDG_CONFIG_HOME", "XDG_STATE_HOME")
+# An HTTP entry of ours sends the key from an environment variable it names, never the key itself.
+HTTP_KEY_HEADER = "X-API-Key"
+_HTTP_KEY_REFERENCE = re.compile(r"\$\{MCPCTL_[A-Z0-9_]+_API_KEY\}")
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,10 @@ def is_mcpctl_entry(entry: object) -> bool:
     """Tell whether an existing entry has the shape of one we write (so it may be replaced or removed)."""
     if not isinstance(entry, dict):
         return False
+    if isinstance(entry.get("httpUrl"), str):  # `config gemini NAME --http` (provision.clients.http_entry)
+        headers = entry.get("headers")
+        value = headers.get(HTTP_KEY_HEADER) if isinstance(headers, dict) else None
+        return isinstance(value, str) and _HTTP_KEY_REFERENCE.fullmatch(value) is not None
     command, args = entry.get("command"), entry.get("args")
     if not isinstance(command, str) or not isinstance(args, list) or not args:
         return False

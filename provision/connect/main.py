@@ -200,6 +200,10 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
             from provision.ssh.profile_target import target_for
 
             profile = _host_running(profile)
+            if profile.http is not None and command is None:  # an HTTP server: the same proxy, HTTP link
+                from provision.connect.http_link import run_http_proxy
+
+                return run_http_proxy(profile, settings, wire, _run_with_signals)
             target = target_for(profile)
             log.info(
                 "mcpctl connect %s: %s@%s runs `%s`; gives up after %g s without a server",

@@ -10,6 +10,7 @@ or :func:`provision.ec2.provisioning.provision_ec2`. The CLI only parses, asks a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ class ProvisionRequest:
     yes: bool = False  # the fingerprint is accepted up front (the caller's confirm says so too)
     force: bool = False
     ec2_options: Ec2Options = field(default_factory=Ec2Options)
+    http: bool = False  # also install the HTTP server (``--http``; kept up to date once installed)
 
     def host_options(self) -> list[str]:
         """The login and install options that were given, as typed on the command line."""
@@ -137,6 +139,21 @@ async def provision(
         ValueError: An EC2 dry run was asked for.
         McpctlError: As the kind's provisioner reports it (profile, host key, connection, cloud...).
     """
+    result = await _provision_kind(request, confirm, on_phase)
+    http = result.profile.http
+    if request.http or (http is not None and http.url is None):
+        # Imported here: only a profile with an HTTP server pays for it.
+        from provision.host.http_profile import enable_http
+
+        profile, _ = await enable_http(result.profile, on_phase=on_phase)
+        result = dataclasses.replace(result, profile=profile)
+    return result
+
+
+async def _provision_kind(
+    request: ProvisionRequest, confirm: ConfirmKey | None, on_phase: Phase | None
+) -> ProvisionResult:
+    """Run the provisioner of the request's kind of host."""
     mode = provision_mode(request)
     if mode.kind == "sandbox":
         return await provisioner.provision_sandbox(

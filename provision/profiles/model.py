@@ -68,6 +68,47 @@ class Ec2Settings(BaseModel):
     autostop_minutes: int | None = Field(default=None, ge=0, strict=True)
 
 
+class HttpSettings(BaseModel):
+    """The HTTP server of a profile (``mcpctl provision NAME --http``, or a deployment reached by URL).
+
+    On a host the server listens on ``127.0.0.1:port`` only (reached through SSH); ``url`` is set for a
+    deployment reached directly over HTTPS (a load balancer, a function URL). The API key is never
+    stored here: it lives in a 0600 file of its own (``key_file``, default under the keys directory).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    port: int = Field(default=8765, strict=True)  # on the host's 127.0.0.1
+    local_port: int | None = Field(default=None, strict=True)  # `mcpctl tunnel`'s default local port
+    url: str | None = None  # https://.../mcp of a deployment reached without SSH
+    key_file: Path | None = None  # None: keys_dir()/NAME.api-key
+    service: Literal["systemd", "process"] | None = None  # how the host runs it (set by provision)
+
+    @field_validator("port", "local_port")
+    @classmethod
+    def _valid_http_port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError("must be between 1 and 65535")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        # The key travels in a header: only TLS may carry it off this machine.
+        if value is not None and not (
+            value.startswith("https://") or value.startswith(("http://127.0.0.1", "http://localhost"))
+        ):
+            raise ValueError("must be an https:// URL (the API key must not cross a network in clear)")
+        if value is not None and any(c in value for c in " \t\n\"'"):
+            raise ValueError("must be a URL without spaces or quotes")
+        return value
+
+    @field_validator("key_file", mode="before")
+    @classmethod
+    def _key_path(cls, value: Any) -> Any:
+        return _expand_absolute(value)
+
+
 class Profile(BaseModel):
     """One remote host mcpctl manages, stored as ``profiles/NAME.toml``.
 
@@ -92,6 +133,7 @@ class Profile(BaseModel):
     server_args: list[str] = Field(default_factory=list)  # extra arguments for the server
     columns: dict[str, str] = Field(default_factory=dict)  # field -> source column (--column f=SOURCE)
     ec2: Ec2Settings | None = None
+    http: HttpSettings | None = None  # the HTTP server (`provision --http`), when there is one
 
     @model_validator(mode="before")
     @classmethod
@@ -195,7 +237,13 @@ def describe_validation(exc: ValidationError) -> str:
         loc = ".".join(str(part) for part in error["loc"])
         kind = error["type"]
         if kind == "extra_forbidden":
-            allowed = Ec2Settings.model_fields if loc.startswith("ec2.") else Profile.model_fields
+            allowed = (
+                Ec2Settings.model_fields
+                if loc.startswith("ec2.")
+                else HttpSettings.model_fields
+                if loc.startswith("http.")
+                else Profile.model_fields
+            )
             close = difflib.get_close_matches(str(error["loc"][-1]), list(allowed), n=1)
             reason = f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
         elif kind == "missing":
