@@ -139,15 +139,25 @@ async def provision(
         ValueError: An EC2 dry run was asked for.
         McpctlError: As the kind's provisioner reports it (profile, host key, connection, cloud...).
     """
+    served = request.http or _serves_http(request.name)  # a re-provision restarts the server too
     result = await _provision_kind(request, confirm, on_phase)
-    http = result.profile.http
-    if request.http or (http is not None and http.url is None):
+    if served:
         # Imported here: only a profile with an HTTP server pays for it.
         from provision.host.http_profile import enable_http
 
         profile, _ = await enable_http(result.profile, on_phase=on_phase)
         result = dataclasses.replace(result, profile=profile)
     return result
+
+
+def _serves_http(name: str) -> bool:
+    """Whether the saved profile ``name`` has an HTTP server on its host (``provision --http`` once)."""
+    if name not in list_profiles():
+        return False
+    with contextlib.suppress(McpctlError):  # a broken profile is reported by the provisioner
+        http = load_profile(name).http
+        return http is not None and http.url is None
+    return False
 
 
 async def _provision_kind(

@@ -723,7 +723,7 @@ def test_help_lists_every_command_and_group() -> None:
     expected = ["provision", "sync", "version", "connect", "doctor", "logs", "status", "stop", "start"]
     groups = ["profile", "sandbox", "config", "deploy"]
     assert listed[:2] == ["--version", "--help"]  # the options come first
-    assert listed[2:] == [*expected, "destroy", *groups]
+    assert listed[2:] == [*expected, "destroy", "tunnel", *groups]
 
     for group, commands in {
         "profile": ["list", "show", "remove"],
