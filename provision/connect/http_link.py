@@ -22,6 +22,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -34,7 +35,7 @@ from provision.connect.link import Dialer, Link
 from provision.connect.proxy import EXIT_UNEXPECTED, Proxy
 from provision.connect.settings import ProxySettings
 from provision.errors import ConnectError, ProfileError
-from provision.host.http_keys import read_key
+from provision.host.http_keys import read_key, read_key_file
 from provision.profiles import Profile
 from provision.ssh.profile_target import target_for
 from provision.ssh.remote import Remote, open_remote
@@ -168,7 +169,7 @@ class HttpDialer(Dialer):
 
     async def _probe(self, url: str) -> None:
         base = url.rstrip("/").removesuffix("/mcp")
-        where = self._url or f"{self.target.address} 127.0.0.1:{self._port}"
+        where = self._url or f"127.0.0.1:{self._port} on {self.target.address}"
         try:
             async with httpx2.AsyncClient(timeout=PROBE_TIMEOUT, trust_env=False) as client:
                 health = await client.get(f"{base}/health")
@@ -214,54 +215,95 @@ def _said(response: httpx2.Response) -> str:
     return str(body.get("error") or body.get("status") or "") if isinstance(body, dict) else ""
 
 
-def http_proxy(profile: Profile, settings: ProxySettings) -> Proxy:
-    """The proxy for a profile with an HTTP server: the usual one with an :class:`HttpDialer`.
+@dataclass(frozen=True)
+class HttpEndpoint:
+    """Where ``mcpctl connect NAME`` finds an HTTP server, and the key it sends."""
+
+    name: str
+    target: Target  # the SSH target of the tunnel, or one naming the URL's host (messages only)
+    key: str
+    port: int = 0
+    url: str | None = None
+    tunnel: bool = False
+    retarget: Callable[[], Target] | None = None
+
+    @property
+    def where(self) -> str:
+        return self.url or f"127.0.0.1:{self.port} on {self.target.address}"
+
+
+def _url_target(name: str, url: str) -> Target:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "?", parts.port or 443
+    return Target(host=host, port=port, user="https", known_hosts=Path(), name=name)
+
+
+def profile_endpoint(profile: Profile) -> HttpEndpoint:
+    """The HTTP server of a profile with ``[http]``: a URL, the sandbox's port here, or a tunnel.
 
     Raises:
-        ProfileError: No key file, or the profile has no host to tunnel through.
+        ProfileError: No key file.
         SandboxError: The sandbox's directory cannot be created.
     """
     http = profile.http
     assert http is not None
     key = read_key(profile)
     if http.url is not None:
-        parts = urlsplit(http.url)
-        host = parts.hostname or "?"
-        port = parts.port or 443
-        target = Target(host=host, port=port, user="https", known_hosts=Path(), name=profile.name)
-        dialer = HttpDialer(profile.name, target, key=key, url=http.url)
-    else:
-        target = target_for(profile)
-        dialer = HttpDialer(
-            profile.name,
-            target,
-            key=key,
-            port=http.port,
-            tunnel=not target.sandbox,
-            retarget=functools.partial(target_for, profile),
-        )
-    proxy = Proxy(profile.name, target, ["http"], settings=settings)
+        return HttpEndpoint(profile.name, _url_target(profile.name, http.url), key, url=http.url)
+    target = target_for(profile)
+    return HttpEndpoint(
+        profile.name,
+        target,
+        key,
+        port=http.port,
+        tunnel=not target.sandbox,
+        retarget=functools.partial(target_for, profile),
+    )
+
+
+def deployment_endpoint(name: str) -> HttpEndpoint | None:
+    """The endpoint of deployment ``name`` (``mcpctl deploy``), or None when there is none.
+
+    Raises:
+        ProfileError: Its record or key file cannot be read.
+    """
+    from provision.deploy.record import endpoint
+
+    found = endpoint(name)
+    if found is None:
+        return None
+    url, key_file = found
+    return HttpEndpoint(name, _url_target(name, url), read_key_file(key_file, name), url=url)
+
+
+def http_proxy(endpoint: HttpEndpoint, settings: ProxySettings) -> Proxy:
+    """The usual proxy, with an :class:`HttpDialer` as its way to the server."""
+    dialer = HttpDialer(
+        endpoint.name,
+        endpoint.target,
+        key=endpoint.key,
+        port=endpoint.port,
+        url=endpoint.url,
+        tunnel=endpoint.tunnel,
+        retarget=endpoint.retarget,
+    )
+    proxy = Proxy(endpoint.name, endpoint.target, ["http"], settings=settings)
     proxy.dialer = dialer
     return proxy
 
 
 def run_http_proxy(
-    profile: Profile,
+    endpoint: HttpEndpoint,
     settings: ProxySettings,
     wire: int,
     run: Callable[[Proxy, int, int], Coroutine[Any, Any, int]],
 ) -> int:
-    """Run ``mcpctl connect`` over an HTTP link until the client goes away; return the exit code.
-
-    Raises:
-        ProfileError: See :func:`http_proxy`.
-    """
-    proxy = http_proxy(profile, settings)
-    where = profile.http.url if profile.http is not None and profile.http.url else proxy.target.address
+    """Run ``mcpctl connect`` over an HTTP link until the client goes away; return the exit code."""
+    proxy = http_proxy(endpoint, settings)
     log.info(
         "mcpctl connect %s: the HTTP server at %s; gives up after %g s without it",
-        profile.name,
-        where,
+        endpoint.name,
+        endpoint.where,
         settings.give_up_after,
     )
     try:
@@ -271,4 +313,11 @@ def run_http_proxy(
         return EXIT_UNEXPECTED
 
 
-__all__ = ["HttpDialer", "http_proxy", "run_http_proxy"]
+__all__ = [
+    "HttpDialer",
+    "HttpEndpoint",
+    "deployment_endpoint",
+    "http_proxy",
+    "profile_endpoint",
+    "run_http_proxy",
+]

@@ -31,7 +31,7 @@ from provision.connect.settings import EXIT_UNEXPECTED, ProxySettings
 from provision.connect.stdio import claim_stdout
 from provision.errors import McpctlError, ProfileError
 from provision.layout import RemoteLayout
-from provision.profiles import SANDBOX_HOSTS, Profile, load_profile
+from provision.profiles import SANDBOX_HOSTS, Profile, list_profiles, load_profile
 
 if TYPE_CHECKING:
     from provision.connect.proxy import Proxy
@@ -185,6 +185,13 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
         )
         return 1
     try:
+        if command is None and name not in list_profiles():  # a deployment (`mcpctl deploy`) over HTTP
+            from provision.connect.http_link import deployment_endpoint, run_http_proxy
+
+            if (endpoint := deployment_endpoint(name)) is not None:
+                with proxy_logging(log_path(name)):
+                    settings = ProxySettings.from_env(os.environ)
+                    return run_http_proxy(endpoint, settings, wire, _run_with_signals)
         profile = load_profile(name)
         settings = ProxySettings.from_env(os.environ)
         argv = (
@@ -201,9 +208,9 @@ def connect_main(name: str, *, command: Sequence[str] | None = None) -> int:
 
             profile = _host_running(profile)
             if profile.http is not None and command is None:  # an HTTP server: the same proxy, HTTP link
-                from provision.connect.http_link import run_http_proxy
+                from provision.connect.http_link import profile_endpoint, run_http_proxy
 
-                return run_http_proxy(profile, settings, wire, _run_with_signals)
+                return run_http_proxy(profile_endpoint(profile), settings, wire, _run_with_signals)
             target = target_for(profile)
             log.info(
                 "mcpctl connect %s: %s@%s runs `%s`; gives up after %g s without a server",

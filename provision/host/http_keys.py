@@ -45,23 +45,31 @@ def read_key(profile: Profile) -> str:
     Raises:
         ProfileError: There is no key file, it cannot be read, or it does not hold a key.
     """
-    path = key_path(profile)
+    return read_key_file(key_path(profile), profile.name)
+
+
+def read_key_file(path: Path, name: str) -> str:
+    """The API key in ``path``, the key file of profile or deployment ``name``.
+
+    Raises:
+        ProfileError: There is no such file, it cannot be read, or it does not hold a key.
+    """
     try:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         raise ProfileError(
-            f"profile '{profile.name}' has no API key file {path}",
-            hint=f"run `mcpctl provision {profile.name} --http` to make one and install it on the host",
+            f"'{name}' has no API key file {path}",
+            hint=f"run `mcpctl provision {name} --http` (or deploy it again) to make one",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(
             f"cannot read the API key file {path}: {getattr(exc, 'strerror', None) or exc}",
-            hint=f"check its permissions, or remove it and run `mcpctl provision {profile.name} --http`",
+            hint=f"check its permissions, or remove it and run `mcpctl provision {name} --http`",
         ) from None
     if not _valid(text):
         raise ProfileError(
             f"the API key file {path} does not hold a key",
-            hint=f"remove it and run `mcpctl provision {profile.name} --http` for a new one",
+            hint=f"remove it and run `mcpctl provision {name} --http` for a new one",
         )
     return text
 
@@ -89,4 +97,4 @@ def ensure_key(profile: Profile) -> str:
     return key
 
 
-__all__ = ["ensure_key", "env_variable", "key_path", "read_key"]
+__all__ = ["ensure_key", "env_variable", "key_path", "read_key", "read_key_file"]

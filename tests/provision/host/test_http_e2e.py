@@ -244,3 +244,47 @@ async def test_connect_over_http_survives_a_server_restart(served: Served) -> No
             print("in-flight call:", "error" if error is not None else "answered after the restart")
             after = await client.call_tool("list_operations", {})
             assert not after.is_error
+
+
+@pytest.mark.anyio
+async def test_connect_reaches_a_deployment_by_its_url_with_its_key(served: Served, tmp_path: Path) -> None:
+    from provision.deploy.record import Deployment, save_deployment
+
+    key_file = tmp_path / "deployed.key"
+    key_file.write_text(read_key(served.profile) + "\n")
+    key_file.chmod(0o600)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MCPCTL_HOME", str(served.home))
+        save_deployment(
+            Deployment(
+                name="deployed",
+                shape="ecs",
+                region="us-east-1",
+                url=f"http://127.0.0.1:{served.service.port}/mcp",  # this machine: the host is here
+                api_key_file=key_file,
+                image="example/mcp-sales:1",
+                data="s3://bucket/sales.csv",
+            )
+        )
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "provision.connect", "deployed"], env=served.env()
+    )
+    with anyio.fail_after(BOUND):
+        async with Client(params, read_timeout_seconds=BOUND) as client:
+            result = await client.call_tool("list_operations", {})
+            assert not result.is_error and result.structured_content["operations"]
+    # A wrong key: the proxy gives up at once with the reason instead of retrying.
+    key_file.write_text("x" * 43 + "\n")
+    initialize = (
+        b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",'
+        b'"capabilities":{},"clientInfo":{"name":"t","version":"0"}}}\n'
+    )
+    with anyio.fail_after(BOUND):
+        async with await anyio.open_process(
+            [sys.executable, "-m", "provision.connect", "deployed"], env=served.env()
+        ) as process:
+            assert process.stdin is not None and process.stdout is not None
+            await process.stdin.send(initialize)  # stdin stays open: the answer is the give-up
+            answer = json.loads((await process.stdout.receive()).splitlines()[0])
+            assert await process.wait() == 2  # a profile error: waiting cannot fix a wrong key
+    assert "refused the API key" in answer["error"]["message"]
