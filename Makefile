@@ -13,6 +13,7 @@ setup:
 lint: setup
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen hadolint Dockerfile
 
 # Every module a laptop runs, typed as Windows and macOS see it, so a POSIX-only call cannot sneak in
 # (the list, and what it leaves out, live in tests/packaging/dependency_sets.py).

@@ -301,6 +301,8 @@ HEALTH_COMMAND = (
     f"urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}', timeout=4)"
     ".status != 200)"
 )
+#: Where the image's unprivileged user keeps the prepared data (the Dockerfile's CMD says the same).
+CONTAINER_CACHE_DIR = "/home/mcp/cache"
 #: The container's name in the task definition.
 CONTAINER_NAME = "mcp-sales"
 
@@ -319,4 +321,6 @@ def server_command(data_uri: str) -> list[str]:
         str(CONTAINER_PORT),
         "--data",
         data_uri,
+        "--cache-dir",
+        CONTAINER_CACHE_DIR,
     ]
