@@ -416,8 +416,8 @@ def _usable_key(entry: object) -> jwt.PyJWK | None:
         return None
     try:
         key = jwt.PyJWK(entry)
-    except jwt.PyJWTError:
-        return None  # a key type or curve we do not verify with: other keys may still do
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        return None  # a malformed key, or a type or curve we do not verify with: others may still do
     return key if key.algorithm_name in ALGORITHMS else None
 
 

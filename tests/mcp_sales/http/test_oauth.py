@@ -81,6 +81,7 @@ class TestIssuer:
         self.discovery = "openid"
         self.metadata_issuer: str | None = None
         self.gate: threading.Event | None = None
+        self.junk: list[Any] = []  # JWKS entries published before the real keys
         self.asked = threading.Event()
         issuer = self
 
@@ -113,7 +114,7 @@ class TestIssuer:
                 self.asked.set()
                 if not self.gate.wait(WAIT):
                     return 503, {}
-            return 200, {"keys": [key.jwk for key in self.keys]}
+            return 200, {"keys": [*self.junk, *(key.jwk for key in self.keys)]}
         return 404, {}
 
     def token(self, key: SigningKey | None = None, *, kid: str | None = None, **claims: Any) -> str:
@@ -261,6 +262,25 @@ async def test_es256_keys_work_and_a_key_is_used_only_with_its_own_algorithm(iss
     mixed = issuer.token(issuer.keys[0], kid=ec_key.kid)
     assert (await rejected(verifier, mixed)).error == "invalid_token"
     assert "kid" in (await rejected(verifier, issuer.token(kid=""))).description  # which of the two?
+
+
+@pytest.mark.anyio
+async def test_keys_the_verifier_cannot_use_are_skipped_not_fatal(issuer: TestIssuer) -> None:
+    main = issuer.keys[0]
+    issuer.junk = [
+        "not a key",
+        {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},  # a symmetric key: never usable
+        {**main.jwk, "use": "enc"},  # an encryption key under the same kid
+        {"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
+        {**main.jwk, "kid": "rs512", "alg": "RS512"},
+    ]
+    verifier = JwtVerifier(settings(issuer))
+    await verified(verifier, issuer.token())
+    assert (await rejected(verifier, issuer.token(kid="hmac"))).error == "invalid_token"
+    issuer.junk = issuer.junk[:4]
+    issuer.keys = []
+    lonely = await rejected(JwtVerifier(settings(issuer)), issuer.token(main))
+    assert isinstance(lonely, IssuerUnavailable) and "no RS256 or ES256" in lonely.description
 
 
 @pytest.mark.anyio
