@@ -288,3 +288,50 @@ async def test_connect_reaches_a_deployment_by_its_url_with_its_key(served: Serv
             answer = json.loads((await process.stdout.receive()).splitlines()[0])
             assert await process.wait() == 2  # a profile error: waiting cannot fix a wrong key
     assert "refused the API key" in answer["error"]["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_on_the_sandbox_the_server_is_a_background_process_reached_directly(
+    mcpctl_home: Path, tmp_path: Path
+) -> None:
+    from provision.ssh import sandbox
+
+    remote = tmp_path / "box"
+    (remote / "data").mkdir(parents=True)
+    (remote / ".venv").symlink_to(REPO / ".venv")
+    shutil.copy(SAMPLE, remote / "data" / SAMPLE.name)
+    info = sandbox.up()
+    profile = Profile(
+        name="box",
+        kind="sandbox",
+        host=info.host,
+        port=info.port,
+        user=info.user,
+        identity_file=info.client_key,
+        remote_dir=str(remote),
+        data=[SAMPLE],
+        server_args=["--cache-dir", str(tmp_path / "cache")],
+        http=HttpSettings(port=_free_port()),
+    )
+    save_profile(profile)
+    pin_host_key(known_hosts_path("box"), info.host, info.port, info.host_key_line)
+    try:
+        with anyio.fail_after(BOUND * 2):
+            profile, health = await enable_http(profile)
+            assert health.ok and profile.http is not None and profile.http.service == "process"
+            params = StdioServerParameters(
+                command=sys.executable,
+                args=["-m", "provision.connect", "box"],
+                env={**os.environ, "MCPCTL_HOME": str(mcpctl_home)},
+            )
+            async with Client(params, read_timeout_seconds=BOUND) as client:
+                result = await client.call_tool("list_operations", {})
+                assert not result.is_error
+        log = (mcpctl_home / "state" / "logs" / "box.log").read_text()
+        assert f"127.0.0.1:{profile.http.port}/mcp" in log and "tunnel" not in log  # no SSH forward
+    finally:
+        with anyio.fail_after(BOUND):
+            async with connect(target_for(profile)) as remote_host:
+                await http_install.stop_process(remote_host, HttpService.of(profile))
+        sandbox.down()
