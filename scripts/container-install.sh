@@ -8,9 +8,10 @@
 #                                                   (Lambda's task root), then the checks below
 #
 # Run from the project directory (pyproject.toml, uv.lock, mcp_sales/, provision/). Everything comes
-# from uv.lock (--frozen), without the dev group, with bytecode compiled so every start is fast. The
-# checks import the server and run one Prophet fit, so the bundled CmdStan model is known to work when
-# the image is built, not when the first forecast is asked for. --dry-run prints the commands instead.
+# from uv.lock (--frozen): the toolkit and the `server` group, never the dev group, with bytecode
+# compiled so every start is fast. The checks import the server and run one Prophet fit, so the
+# bundled CmdStan model is known to work when the image is built, not when the first forecast is
+# asked for. --dry-run prints the commands instead.
 #
 # Environment: UV (the uv binary, default `uv`), PYTHON (the interpreter for the checks; default the
 # environment's), and uv's own variables (UV_PROJECT_ENVIRONMENT, UV_PYTHON, UV_LINK_MODE, UV_OFFLINE).
@@ -49,10 +50,10 @@ print("prophet: a fit ran with the bundled CmdStan model")'
 
 case "$mode" in
     deps)
-        run "$uv" sync --frozen --no-dev --no-install-project
+        run "$uv" sync --frozen --no-dev --group server --no-install-project
         ;;
     project)
-        run "$uv" sync --frozen --no-dev --no-editable
+        run "$uv" sync --frozen --no-dev --group server --no-editable
         venv="${UV_PROJECT_ENVIRONMENT:-.venv}"
         check "${PYTHON:-$venv/bin/python}"
         ;;
@@ -60,7 +61,7 @@ case "$mode" in
         target="${2:?usage: container-install.sh lambda DIR}"
         # Plain packages in the task root: Lambda's runtime imports from there, without a venv.
         requirements="${TMPDIR:-/tmp}/mcp-sales-requirements.txt"
-        run "$uv" export --frozen --no-dev --no-emit-project --no-hashes --output-file "$requirements"
+        run "$uv" export --frozen --no-dev --group server --no-emit-project --no-hashes --output-file "$requirements"
         run "$uv" pip install --no-deps --target "$target" --requirement "$requirements"
         run "$uv" pip install --no-deps --target "$target" .
         if [ "$dry_run" = 1 ]; then

@@ -72,7 +72,8 @@ def test_the_dockerfile_runs_every_mode_and_each_plans_the_locked_install(tmp_pa
         commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
         uv_commands = [c for c in commands if c.startswith(UV)]
         assert uv_commands and all("--frozen" in c or " pip install " in c for c in uv_commands)
-        assert all("--no-dev" in c for c in uv_commands if " sync " in c or " export " in c)
+        locked = [c for c in uv_commands if " sync " in c or " export " in c]
+        assert locked and all("--no-dev --group server" in c for c in locked)
         if args[0] != "deps":
             assert "Prophet(" in result.stdout and ".fit(frame)" in result.stdout
     assert "--no-editable" in run_script(project, "--dry-run", "project").stdout
