@@ -57,7 +57,7 @@ def add_http_options(parser: argparse.ArgumentParser) -> None:
         type=_count(1, 64, "a worker count"),
         default=1,
         metavar="N",
-        help="server processes sharing the port (default 1)",
+        help="server processes sharing the port (default 1; needs --stateless)",
     )
     group.add_argument(
         "--api-key-file",

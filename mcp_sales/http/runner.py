@@ -75,6 +75,12 @@ def preflight(settings: HttpSettings) -> HttpSettings:
             parse_key_file(settings.api_key_file)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
+        if settings.api_key_file.stat().st_mode & 0o077:
+            log.warning("the API key file %s is readable by other users; chmod 600 it", settings.api_key_file)
+    if not settings.has_auth:
+        log.warning(
+            "serving on %s without authentication: anyone who can connect can call the tools", settings.host
+        )
     if (settings.ssl_keyfile is None) != (settings.ssl_certfile is None):
         raise StartupError(
             "TLS needs both --ssl-certfile and --ssl-keyfile (or SSL_CERTFILE and SSL_KEYFILE)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import re
 import shutil
 import ssl
@@ -62,13 +63,16 @@ def test_start_up_refusals_say_what_to_do(
         preflight(settings)
 
 
-def test_a_key_file_without_keys_is_refused(tmp_path: Path) -> None:
+def test_a_key_file_without_keys_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     key_file = tmp_path / "keys"
     key_file.write_text("# only a comment\n\n")
     with pytest.raises(StartupError, match="holds no key; write one key per line"):
         preflight(HttpSettings(api_key_file=key_file))
     key_file.write_text("# the team's key\nk1\n")
-    assert preflight(HttpSettings(host="0.0.0.0", api_key_file=key_file)).api_key_file == key_file
+    key_file.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        assert preflight(HttpSettings(host="0.0.0.0", api_key_file=key_file)).api_key_file == key_file
+    assert f"the API key file {key_file} is readable by other users; chmod 600 it" in caplog.text
 
 
 def make_certificate(directory: Path, days: int = 30) -> tuple[Path, Path, dt.datetime]:
