@@ -40,11 +40,15 @@ class DataState:
     error: str | None = None
 
     def body(self) -> dict[str, str | None]:
+        """What ``/health`` shows anyone: no paths or file contents, which ``/info`` (with a key) has."""
         if self.status == "ok":
             return {"status": "ok", "data_version": self.data_version}
-        return {"status": self.status, "error": self.error}
+        if self.status == "starting":
+            return {"status": "starting", "error": self.error}
+        return {"status": self.status, "error": UNAVAILABLE}
 
 
+UNAVAILABLE = "the data cannot be used; GET /info (with a key) or the server log says why and what to fix"
 STARTING = DataState("starting", error="the data is being prepared (first conversion); retry shortly")
 
 

@@ -132,6 +132,7 @@ def test_over_tls_health_is_503_for_a_broken_data_file_and_200_once_fixed_withou
         assert dt.datetime.fromisoformat(info["tls"]["not_after"]) == not_after
         assert info["tls"]["days_left"] in (29, 30)
         assert info["data_status"] == "unavailable"
+        assert str(small_csv) not in broken.text and str(small_csv.name) in info["data_error"]
         with pytest.raises(httpx2.ConnectError):  # an untrusted certificate is refused by the client
             httpx2.get(f"{server.url}/health", timeout=TIMEOUT)
 
