@@ -14,7 +14,7 @@ server (``exec python -m mcp_sales``, exactly as before) after starting a fresh 
 background for the next session, fully detached from this session's descriptors.
 
 Also ``--status`` (one line about the warm server), ``--stop`` (ask it to exit once its sessions
-end) and ``--restart`` (stop it and start a fresh one), used by mcpctl after a sync.
+end) and ``--restart`` (stop a running one and start a fresh one), used by mcpctl after a sync.
 
 Environment: ``MCP_SALES_WARM=0`` always starts cold; ``MCP_SALES_WARM_DIR`` is the socket's
 directory; ``MCP_SALES_WARM_IDLE`` the idle seconds a new warm server waits before exiting.
@@ -430,6 +430,9 @@ def control(command: str, directory: str) -> int:
     answer = ask("stop", directory)
     if command == "--stop":
         sys.stdout.write(f"{'stopping' if answer else 'none'}\n")
+        return 0
+    if answer is None:
+        sys.stdout.write("none\n")  # --restart: nothing ran, so nothing to replace (sessions start one)
         return 0
     # --restart: the old server has let go of the lock (it finishes its sessions on its own).
     deadline = time.monotonic() + 10.0

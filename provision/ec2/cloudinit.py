@@ -84,7 +84,16 @@ def watchdog_script(autostop_minutes: int, login_user: str = LOGIN_USER) -> str:
 # of {login_user}. Run every minute by mcpctl-idle.timer. Disable: systemctl disable --now mcpctl-idle.timer
 set -eu
 stamp=/run/mcpctl-idle.stamp
-if pgrep -u {login_user} '^sshd' >/dev/null || pgrep -u {login_user} -f 'mcp_sales|mcp-sales' >/dev/null; then
+busy() {{
+    pgrep -u {login_user} '^sshd' >/dev/null && return 0
+    # An MCP server, a warm server's session (named mcp-sales) included; an idle warm server (named
+    # mcp-sales-warm) is no session and exits on its own.
+    for pid in $(pgrep -u {login_user} -f 'mcp_sales|mcp-sales'); do
+        [ "$(cat /proc/$pid/comm 2>/dev/null)" = mcp-sales-warm ] || return 0
+    done
+    return 1
+}}
+if busy; then
     touch "$stamp"
     exit 0
 fi

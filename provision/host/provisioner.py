@@ -7,6 +7,7 @@ trusting the first key seen, then one connection does probe, sync, environment a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from provision import sync as syncing  # looked up at call time: a test can wrap syncing.sync
 from provision.errors import HostKeyError, McpctlError, ProfileError
+from provision.host import warm
 from provision.host.bootstrap import BootstrapReport, Phase, bootstrap
 from provision.host.hostspec import parse_host_spec
 from provision.layout import RemoteLayout
@@ -143,14 +145,17 @@ async def bootstrap_profile(profile: Profile, *, force: bool, on_phase: Phase | 
     """
     root = project_root()
     async with connect(target_for(profile)) as remote:
+        code = False
 
         async def sync_code() -> bool:
+            nonlocal code
             report = await syncing.sync(
                 remote, syncing.project_sources(root, profile.data, profile.remote_dir)
             )
+            code = warm.code_changed(report, profile.remote_dir)
             return report.changed
 
-        return await bootstrap(
+        report = await bootstrap(
             remote,
             remote_dir=profile.remote_dir,
             project_root=root,
@@ -159,6 +164,16 @@ async def bootstrap_profile(profile: Profile, *, force: bool, on_phase: Phase | 
             force=force,
             on_phase=on_phase,
         )
+        installed = any(
+            phase == "environment" and detail != "up to date" for phase, _, detail in report.phases
+        )
+        if code or installed:
+            started = time.perf_counter()
+            detail = await warm.replace_warm_server(remote, profile.remote_dir)
+            report.phases.append(("warm server", time.perf_counter() - started, detail))
+            if on_phase is not None:
+                on_phase("warm server", detail)
+        return report
 
 
 def merged_profile(
@@ -279,4 +294,7 @@ async def sync_profile(
         project_root(), profile.data, profile.remote_dir, follow_links=follow_links
     )
     async with connect(target_for(profile)) as remote:
-        return await syncing.sync(remote, sources, delete=delete, dry_run=dry_run, progress=progress)
+        report = await syncing.sync(remote, sources, delete=delete, dry_run=dry_run, progress=progress)
+        if not dry_run and warm.code_changed(report, profile.remote_dir):
+            await warm.replace_warm_server(remote, profile.remote_dir)  # the next session runs the new code
+        return report

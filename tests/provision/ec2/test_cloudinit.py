@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
 import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -123,3 +128,43 @@ def test_rejects_non_ed25519_host_keys(host_key: ci.HostKey) -> None:
 def test_watchdog_needs_a_positive_timeout() -> None:
     with pytest.raises(ValueError):
         ci.watchdog_script(0)
+
+
+_NAMED_SLEEPER = (
+    "import ctypes, os, time\n"
+    "ctypes.CDLL(None).prctl(15, os.environ['KERNEL_NAME'].encode(), 0, 0, 0)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+@pytest.mark.parametrize(("name", "busy"), [("mcp-sales-warm", False), ("mcp-sales", True)])
+def test_the_watchdog_counts_warm_sessions_but_not_an_idle_warm_server(name: str, busy: bool) -> None:
+    """The script's own test, in a private PID namespace where the only other process is one whose
+    command line names mcp_sales (as a server's does) and whose kernel name is ``name``."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or not sys.platform.startswith("linux"):
+        pytest.skip("a private PID namespace needs root and unshare (Linux)")
+    script = ci.watchdog_script(30, login_user=getpass.getuser())
+    # A file, as on the host, in a directory whose name (unlike the test's) names no server.
+    where = Path(tempfile.mkdtemp(prefix="watchdog-"))
+    check = where / "check.sh"
+    check.write_text(
+        script[script.index("busy() {") : script.index("if busy; then")]
+        + 'fifo="$3/ready"; mkfifo "$fifo"\n'
+        + '"$1" -c "$2" mcp_sales > "$fifo" &\n'
+        + 'read -r _ < "$fifo"\n'
+        + "if busy; then echo busy; else echo idle; fi\n"
+        + "kill $!\n"
+    )
+    namespace = ["unshare", "--pid", "--fork", "--mount-proc", "sh", str(check)]
+    try:
+        done = subprocess.run(
+            [*namespace, sys.executable, _NAMED_SLEEPER, str(where)],
+            env={**os.environ, "KERNEL_NAME": name},  # not in an argv: the watchdog reads those
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(where)
+    assert done.stdout.strip() == ("busy" if busy else "idle"), done.stderr

@@ -268,7 +268,9 @@ def test_provision_host_saves_the_profile_pins_the_key_installs_and_checks(
     pinned = known_hosts_path(SSHD_PROFILE).read_text()
     assert pinned == f"[{sshd.host}]:{sshd.port} {sshd.host_key_line}\n"
     # Every phase ran and said so; the self-check ran the real server on the profile's data.
-    assert [phase for phase, _ in on_sshd.phases] == ["host key", "probe", "sync", "environment", "check"]
+    phases = ["host key", "probe", "sync", "environment", "check", "warm server"]
+    assert [phase for phase, _ in on_sshd.phases] == phases
+    assert dict(on_sshd.phases)["warm server"].startswith("none ran")  # a fresh host runs none yet
     assert "sales.csv" in result.report.check_output
 
 
@@ -289,7 +291,14 @@ def test_provision_sandbox_saves_the_profile_pinned_from_the_sandbox_files(on_sa
     assert on_sandbox.result.pinned is None  # nobody had to vouch for it: read from the sandbox's files
     pinned = known_hosts_path(SANDBOX_PROFILE).read_text()
     assert pinned == f"[{info.host}]:{info.port} {info.host_key_line}\n"
-    assert [p for p, _ in on_sandbox.phases] == ["sandbox", "probe", "sync", "environment", "check"]
+    assert [p for p, _ in on_sandbox.phases] == [
+        "sandbox",
+        "probe",
+        "sync",
+        "environment",
+        "check",
+        "warm server",
+    ]
     assert SAMPLE.name in on_sandbox.result.report.check_output
 
 
