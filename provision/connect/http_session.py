@@ -191,6 +191,10 @@ class HttpSession:
         current = asyncio.current_task()
         while pending := {t for t in self._tasks if t is not current and t is not self._listener}:
             await asyncio.wait(pending)
+        if self._session_id is not None:  # the client is done: let the server free the session now
+            headers = self._headers(None)
+            with contextlib.suppress(httpx2.HTTPError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._client.delete(self.url, headers=headers), 2.0)
         self._end(0, None)
 
     def _headers(self, message: Any) -> dict[str, str]:
