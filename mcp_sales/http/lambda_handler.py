@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 API_KEY_ENV = "MCP_API_KEY"
 API_KEY_SECRET_ENV = "MCP_API_KEY_SECRET_ARN"
 CACHE_DIR_ENV = "MCP_SALES_CACHE_DIR"
+DATA_ENV = "MCP_SALES_DATA"
 EXTRA_ARGS_ENV = "MCP_SALES_ARGS"
 STREAM_PATHS = ("/sse", "/messages")
 NO_SSE = (
@@ -90,11 +91,14 @@ def api_key_from_environment(fetch_secret: Any = None) -> str:
 
 
 def config_from_environment() -> ServerConfig:
-    """The data options, read the way ``mcp-sales serve`` reads them (``--data`` defaults to
-    ``MCP_SALES_DATA``), plus ``--cache-dir`` from ``MCP_SALES_CACHE_DIR``."""
+    """The data options, read the way ``mcp-sales serve`` reads them: ``--data`` from ``MCP_SALES_DATA``
+    (a path or ``s3://bucket/key``), ``--cache-dir`` from ``MCP_SALES_CACHE_DIR``."""
     from mcp_sales.__main__ import parse_args, server_config
 
     argv = ["serve", *shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))]
+    data = os.environ.get(DATA_ENV, "").strip()
+    if data and "--data" not in argv:  # as an option: that is where an s3:// URL is understood
+        argv += ["--data", data]
     cache = os.environ.get(CACHE_DIR_ENV, "").strip()
     if cache and "--cache-dir" not in argv:
         argv += ["--cache-dir", cache]

@@ -33,10 +33,8 @@ DryRunOpt = Annotated[bool, typer.Option(help="Print the plan and its cost; chan
 
 
 def _print_plan(plan: DeployPlan, *, as_json: bool, dry_run: bool) -> None:
-    if as_json:
-        if dry_run:
-            emit_json(_plan_data(plan))
-        return
+    if as_json and dry_run:
+        emit_json(_plan_data(plan))
     err.print(f"plan for [bold]{plan.name}[/bold] ({plan.shape}) in {plan.region}:")
     for step in plan.steps:
         err.print(f"  {step.action:<8} {step.resource:<16} {step.detail}", markup=False)

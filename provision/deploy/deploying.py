@@ -132,8 +132,8 @@ def deploy_ecs(
             task_sg = network.ensure_group(
                 c.ec2, spec, network.task_group_name(name), vpc, "tasks, from the load balancer only", changes
             )
-            network.sync_rule(c.ec2, alb_sg, network.alb_rule(spec, str(spec.allowed_cidr)), report, changes)
-            network.sync_rule(c.ec2, task_sg, network.task_rule(alb_sg["GroupId"]), report, changes)
+            network.sync_rule(c.ec2, alb_sg, network.alb_rule(spec, str(spec.allowed_cidr)), changes)
+            network.sync_rule(c.ec2, task_sg, network.task_rule(alb_sg["GroupId"]), changes)
             tg = balancer.ensure_target_group(c.elbv2, spec, vpc, changes)
             lb, dns = balancer.ensure_balancer(c.elbv2, spec, subnets, alb_sg["GroupId"], changes)
             balancer.ensure_listener(c.elbv2, spec, lb, tg, changes)

@@ -13,7 +13,6 @@ from provision.deploy.model import (
     CONTAINER_PORT,
     Change,
     EcsSpec,
-    PhaseCallback,
     aws_name,
     is_ours,
     tag_list,
@@ -152,7 +151,6 @@ def sync_rule(
     ec2: EC2Client,
     group: dict[str, Any],
     wanted: IpPermissionTypeDef,
-    report: PhaseCallback,
     changes: list[Change],
 ) -> None:
     """Make ``wanted`` the group's only ingress grant: authorize it first, then revoke the rest."""
@@ -167,10 +165,8 @@ def sync_rule(
         ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[wanted])
         for grant in sorted(want - have, key=str):
             changes.append(Change("ingress", "authorized", f"{sg} tcp/{grant[1]} from {grant[3]}"))
-            report("ingress", f"{sg}: allowed tcp/{grant[1]} from {grant[3]}")
     stale = sorted(have - want, key=str)
     if stale:
         ec2.revoke_security_group_ingress(GroupId=sg, IpPermissions=[_permission(g) for g in stale])
         for grant in stale:
             changes.append(Change("ingress", "revoked", f"{sg} {grant[0]}/{grant[1]} from {grant[3]}"))
-            report("ingress", f"{sg}: revoked {grant[0]}/{grant[1]} from {grant[3]}")

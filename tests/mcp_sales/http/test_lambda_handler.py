@@ -197,3 +197,11 @@ def test_the_entry_point_reads_its_configuration_from_the_environment(
     finally:
         if lambda_handler._app is not None:
             lambda_handler._app.close()
+
+
+def test_s3_data_is_read_from_its_copy_in_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MCP_SALES_DATA", "s3://sales-bucket/exports/sales.parquet")
+    monkeypatch.setenv("MCP_SALES_CACHE_DIR", str(tmp_path))
+    config = lambda_handler.config_from_environment()
+    assert config.data_url == "s3://sales-bucket/exports/sales.parquet"
+    assert config.data_path.is_relative_to(tmp_path) and config.data_path.name == "sales.parquet"
