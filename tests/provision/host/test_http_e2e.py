@@ -330,3 +330,22 @@ async def test_on_the_sandbox_the_server_is_a_background_process_reached_directl
             async with connect(target_for(profile)) as remote_host:
                 await http_install.stop_process(remote_host, HttpService.of(profile))
         sandbox.down()
+
+
+def test_tunnel_and_status_refuse_what_they_cannot_do_in_one_sentence(served: Served) -> None:
+    env = {"MCPCTL_HOME": str(served.home)}
+    runner = CliRunner()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MCPCTL_HOME", str(served.home))
+        save_profile(served.profile.model_copy(update={"name": "nohttp", "http": None}))
+    for command in (["tunnel", "nohttp"], ["status", "nohttp"]):
+        refused = runner.invoke(app, command, env=env)
+        assert refused.exit_code == 2, refused.output
+        assert "mcpctl provision nohttp --http" in " ".join(refused.stderr.split())
+    with socket.socket() as taken:  # a local port someone else holds
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = runner.invoke(app, ["tunnel", NAME, "--local-port", str(port)], env=env)
+    assert busy.exit_code != 0
+    assert f"127.0.0.1:{port}" in busy.stderr and "--local-port" in busy.stderr
