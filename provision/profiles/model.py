@@ -12,6 +12,7 @@ import difflib
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -94,13 +95,15 @@ class HttpSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str | None) -> str | None:
-        # The key travels in a header: only TLS may carry it off this machine.
-        if value is not None and not (
-            value.startswith("https://") or value.startswith(("http://127.0.0.1", "http://localhost"))
-        ):
-            raise ValueError("must be an https:// URL (the API key must not cross a network in clear)")
-        if value is not None and any(c in value for c in " \t\n\"'"):
+        if value is None:
+            return value
+        if any(c in value for c in " \t\n\"'"):
             raise ValueError("must be a URL without spaces or quotes")
+        parts = urlsplit(value)
+        # The key travels in a header: only TLS may carry it off this machine.
+        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if not parts.hostname or not (parts.scheme == "https" or loopback):
+            raise ValueError("must be an https:// URL (the API key must not cross a network in clear)")
         return value
 
     @field_validator("key_file", mode="before")

@@ -55,6 +55,12 @@ async def test_without_http_nothing_is_installed_unless_the_profile_has_a_server
 
 
 def test_an_http_url_must_be_tls_off_this_machine() -> None:
-    with pytest.raises(ValueError, match="https"):
-        HttpSettings(url="http://sales.example.com/mcp")
+    for url in (
+        "http://sales.example.com/mcp",
+        "http://localhost.example.com/mcp",
+        "ftp://x/mcp",
+        "https://",
+    ):
+        with pytest.raises(ValueError, match="https"):
+            HttpSettings(url=url)
     assert HttpSettings(url="http://127.0.0.1:8000/mcp").url == "http://127.0.0.1:8000/mcp"
