@@ -87,8 +87,18 @@ class Message:
 
 
 def id_key(value: Any) -> str:
-    """A hashable key for a JSON-RPC id (the JSON text, so that ``1`` and ``"1"`` differ)."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    """A hashable key for a JSON-RPC id that keeps ``1`` and ``"1"`` apart, as JSON-RPC does.
+
+    Strings and integers (every MCP request id) get a one-letter prefix for their type: the ledger
+    takes a few keys per message, and serialising each as JSON cost more than the parse it came from.
+    Anything else (a null id, a progress token of another type) is keyed by its JSON text.
+    """
+    kind = type(value)
+    if kind is str:
+        return f"s{value}"
+    if kind is int:  # not bool: True is no id
+        return f"i{value}"
+    return "j" + json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def valid_id(value: Any) -> bool:

@@ -75,6 +75,9 @@ def test_without_drops_parts_of_a_batch_and_keeps_the_line_when_nothing_is_dropp
 
 def test_ids_1_and_the_string_1_are_different_keys() -> None:
     assert jsonrpc.id_key(1) != jsonrpc.id_key("1")
+    keys = [jsonrpc.id_key(v) for v in (1, "1", "i1", True, None, "null", 1.0, [1], {"a": 1}, "")]
+    assert len(set(keys)) == len(keys)  # every id or token kept apart from every other
+    assert jsonrpc.id_key({"b": 1, "a": 2}) == jsonrpc.id_key({"a": 2, "b": 1})
     assert jsonrpc.valid_id("a") and jsonrpc.valid_id(7)
     assert not jsonrpc.valid_id(True) and not jsonrpc.valid_id(None) and not jsonrpc.valid_id(1.5)
 
