@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from provision.cli import bundle as bundle_command
 from provision.cli import connect as connect_commands
 from provision.cli import deploy as deploy_commands
 from provision.cli import doctor as doctor_command
@@ -55,6 +56,7 @@ app.command("version")(version_command.version)
 app.command("connect")(connect_commands.connect)
 app.command("doctor")(doctor_command.doctor)
 app.command("logs")(connect_commands.logs)
+app.command("bundle")(bundle_command.bundle)
 app.command("status")(status_command.status)
 app.command("stop")(ec2_commands.stop)
 app.command("start")(ec2_commands.start)

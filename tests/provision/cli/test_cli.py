@@ -720,7 +720,18 @@ def test_help_lists_every_command_and_group() -> None:
     listed = [
         line.split()[1] for line in result.output.splitlines() if line.startswith("│ ") and "  " in line
     ]
-    expected = ["provision", "sync", "version", "connect", "doctor", "logs", "status", "stop", "start"]
+    expected = [
+        "provision",
+        "sync",
+        "version",
+        "connect",
+        "doctor",
+        "logs",
+        "bundle",
+        "status",
+        "stop",
+        "start",
+    ]
     groups = ["profile", "sandbox", "config", "deploy"]
     assert listed[:2] == ["--version", "--help"]  # the options come first
     assert listed[2:] == [*expected, "destroy", "tunnel", *groups]
