@@ -16,19 +16,15 @@ from tests.packaging import dependency_sets as sets
 # What a laptop must never download, and what a host never needs: if the lock put one of these on the
 # wrong side, the rules below would be checking against the wrong sets.
 HEAVY = {"pandas", "duckdb", "prophet", "pyarrow", "numpy", "matplotlib", "cmdstanpy"}
-TOOLKIT_ONLY = {"asyncssh", "boto3", "botocore", "typer", "rich"}
-# The Lambda handler reads its API key with boto3, which AWS's Lambda Python runtimes ship (and an image
-# built with the project's own dependencies has); a host never runs it, so the server set leaves it out.
-RUNTIME_PROVIDED = {"mcp_sales/http/lambda_handler.py imports boto3"}
+TOOLKIT_ONLY = {"asyncssh", "typer", "rich"}
 
 
 def _offenders(files: set[Path], forbidden: set[str]) -> list[str]:
     found = []
     for path in sorted(files):
         for name, line in sets.imports_of(path):
-            where = path.relative_to(sets.REPO).as_posix()
-            if name.split(".")[0] in forbidden and f"{where} imports {name}" not in RUNTIME_PROVIDED:
-                found.append(f"{where}:{line} imports {name}")
+            if name.split(".")[0] in forbidden:
+                found.append(f"{path.relative_to(sets.REPO).as_posix()}:{line} imports {name}")
     return sorted(set(found))
 
 
@@ -59,7 +55,7 @@ def test_no_toolkit_module_imports_a_server_only_package() -> None:
 
 def test_no_server_module_imports_the_toolkit() -> None:
     toolkit_only = sets.modules_of(sets.toolkit() - sets.server()) | {"provision"}
-    assert {"asyncssh", "boto3", "typer"} <= toolkit_only
+    assert {"asyncssh", "typer"} <= toolkit_only
     assert _offenders(set((sets.REPO / "mcp_sales").rglob("*.py")), toolkit_only) == []
 
 
