@@ -43,13 +43,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def descendants(root: int) -> list[int]:
+def _children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
                 children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def descendants(root: int, children: dict[int, list[int]]) -> list[int]:
     found, todo = [], [root]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -58,9 +62,26 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def tree_cpu(root: int, include_root: bool = True) -> float:
-    pids = descendants(root) + ([root] if include_root else [])
-    return sum(cpu_seconds(pid) for pid in pids)
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _trees_cpu(server: int | None, me: int) -> tuple[dict[str, float], float]:
+    """CPU seconds of the server's whole tree by command name (sshd, python...), and of this process's
+    children (the stdio relays)."""
+    children = _children()
+    by_name: dict[str, float] = {}
+    for pid in [server, *descendants(server, children)] if server else []:
+        name = _comm(pid)
+        by_name[name] = by_name.get(name, 0.0) + cpu_seconds(pid)
+    return by_name, sum(cpu_seconds(pid) for pid in descendants(me, children))
+
+
+def _minus(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before.get(name, 0.0) for name in after}
 
 
 def _message(request_id: int, method: str, params: dict[str, Any] | None = None) -> bytes:
@@ -339,7 +360,8 @@ async def _loop(client: Client, tool: dict[str, Any], first_id: int, window: Win
         started = time.perf_counter()
         if started >= window.end:
             return
-        _check(await asyncio.wait_for(client.call(request_id, body), TIMEOUT), "tools/call")
+        # No per-call timeout (a wait_for per call costs a task): the harness bounds the whole run.
+        _check(await client.call(request_id, body), "tools/call")
         ended = time.perf_counter()
         if started >= window.start and ended <= window.end:
             window.latencies.append(ended - started)
@@ -369,21 +391,24 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(_loop(c, tool, 1_000_000 * (i + 1), warm) for i, c in enumerate(clients)))
         results = []
         for count in counts:
-            cpu_server = tree_cpu(server_pid) if server_pid else 0.0
-            cpu_relays, cpu_self = tree_cpu(me, include_root=False), cpu_seconds(me)
+            cpu_server, cpu_relays = _trees_cpu(server_pid, me)
+            cpu_self = cpu_seconds(me)  # read last: the /proc scans above cost this process CPU
             now = time.perf_counter()
             window = Window(now, now + spec["seconds"])
             base = 10_000_000 * count
             loops = [_loop(c, tool, base + 1_000_000 * i, window) for i, c in enumerate(clients[:count])]
             await asyncio.gather(*loops)
+            cpu_self = cpu_seconds(me) - cpu_self  # read first, for the same reason
+            cpu_server_end, cpu_relays_end = _trees_cpu(server_pid, me)
             results.append(
                 {
                     "clients": count,
                     "seconds": spec["seconds"],
                     "latencies": window.latencies,
-                    "cpu_server": (tree_cpu(server_pid) - cpu_server) if server_pid else None,
-                    "cpu_relays": tree_cpu(me, include_root=False) - cpu_relays,
-                    "cpu_load": cpu_seconds(me) - cpu_self,
+                    "cpu_server": sum(_minus(cpu_server_end, cpu_server).values()) if server_pid else None,
+                    "cpu_server_by_name": _minus(cpu_server_end, cpu_server),
+                    "cpu_relays": cpu_relays_end - cpu_relays,
+                    "cpu_load": cpu_self,
                 }
             )
         return {"results": results}

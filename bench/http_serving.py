@@ -54,6 +54,9 @@ GOAL_PER_CORE = 1000.0
 GOAL_P99 = 0.050
 GOAL_RATIO = 50.0
 SHAPES = ("baseline", "stdio/ssh", "stateful", "stateless", "sse", "stateless-w2")
+# Where a stateless call's server time goes (bench/_http_layers_server.py): each adds one layer.
+LAYERS = ("layer: http", "layer: +sdk", "layer: +tools")
+ALL_SHAPES = SHAPES + LAYERS
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ def _shape(name: str, port: int, cache: Path) -> Shape:
     if name == "baseline":
         argv = [str(PYTHON), "-m", "bench._reference_http_server", "--data", str(DATA), "--port", str(port)]
         return Shape(name, "sse", argv, "/sse", probe_any=True)
+    if name in LAYERS:
+        layer = {"layer: http": "http", "layer: +sdk": "sdk", "layer: +tools": "tools"}[name]
+        argv = [str(PYTHON), "-m", "bench._http_layers_server", layer, "--port", str(port)]
+        return Shape(name, "streamable", [*argv, "--data", str(DATA), "--cache-dir", str(cache)], "/health")
     if name == "stdio/ssh":
         return Shape(name, "stdio", [], "")
     if name == "sse":
@@ -247,6 +254,7 @@ class Row:
     median: float
     p99: float
     cpu_server: float | None  # CPU seconds of the server tree in the window
+    cpu_server_by_name: dict[str, float]  # the same by command name (sshd, python...)
     cpu_relays: float
     cpu_load: float
 
@@ -266,6 +274,7 @@ def summarize(shape: str, result: dict[str, Any]) -> Row:
         median=_quantile(latencies, 0.5),
         p99=_quantile(latencies, 0.99),
         cpu_server=result["cpu_server"],
+        cpu_server_by_name=result.get("cpu_server_by_name", {}),
         cpu_relays=result["cpu_relays"],
         cpu_load=result["cpu_load"],
     )
@@ -283,9 +292,9 @@ def _client_counts(text: str) -> list[int]:
 
 def _shapes(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in SHAPES]
+    unknown = [name for name in names if name not in ALL_SHAPES]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"--shapes takes some of {','.join(SHAPES)}, not {text!r}")
+        raise argparse.ArgumentTypeError(f"--shapes takes some of {','.join(ALL_SHAPES)}, not {text!r}")
     return names
 
 
@@ -294,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clients", type=_client_counts, default=[1, 8, 32], help="client counts (1,8,32)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per client count (5)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per shape (2)")
-    parser.add_argument("--shapes", type=_shapes, default=list(SHAPES), help=f"any of {','.join(SHAPES)}")
+    parser.add_argument(
+        "--shapes", type=_shapes, default=list(ALL_SHAPES), help=f"any of {','.join(ALL_SHAPES)}"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write every row to this file")
     return parser
 
@@ -344,7 +355,7 @@ def verdicts(rows: list[Row]) -> list[str]:
     baseline = next((row.per_s for row in rows if row.shape == "baseline" and row.clients == top), None)
     lines = []
     for row in rows:
-        if row.clients != top or row.shape == "baseline":
+        if row.clients != top or row.shape == "baseline" or row.shape in LAYERS:
             continue
         ratio = row.per_s / baseline if baseline else None
         checks = [
@@ -355,6 +366,19 @@ def verdicts(rows: list[Row]) -> list[str]:
             f"{ratio:,.0f}x baseline {'ok' if ratio >= GOAL_RATIO else 'MISSED'}" if ratio else "no baseline",
         ]
         lines.append(f"{row.shape} at {top} clients: " + "; ".join(checks))
+    return lines
+
+
+def splits(rows: list[Row]) -> list[str]:
+    """Server CPU per call by process name, where the server is more than one kind of process."""
+    lines = []
+    for row in rows:
+        named = {name: cpu for name, cpu in row.cpu_server_by_name.items() if cpu > 0}
+        if len(named) > 1 and row.calls:
+            parts = ", ".join(f"{name} {cpu / row.calls * 1e3:.2f}" for name, cpu in sorted(named.items()))
+            lines.append(
+                f"{row.shape} at {row.clients} clients: server CPU per call (ms) by process: {parts}"
+            )
     return lines
 
 
@@ -380,7 +404,7 @@ def main(argv: list[str]) -> None:
                     continue
             rows.extend(summarize(name, result) for result in results)
     console.print(render(rows, failures))
-    for line in verdicts(rows):
+    for line in verdicts(rows) + splits(rows):
         console.print(line)
     if args.json is not None:
         args.json.write_text(json.dumps([row.__dict__ for row in rows], indent=1))
