@@ -15,7 +15,8 @@ call for a fixed time. Only calls that start and end inside the window count. CP
 server's process tree (given by pid), of this process and of its children (the stdio relays) are read
 from /proc at the window's edges.
 
-``python -m bench._http_load SPEC_JSON`` prints one JSON object: one result per client count.
+``python -m bench._http_load SPEC_JSON`` writes one JSON object, one result per client count, to the
+file named by the spec's ``out``.
 """
 
 from __future__ import annotations
@@ -424,7 +425,9 @@ def main() -> None:
         runner: Callable[..., Any] = uvloop.run
     except ImportError:
         runner = asyncio.run
-    print(json.dumps(runner(run(spec))))
+    # To a file, not stdout: once, with the stdio sessions running, the result came through the pipe cut
+    # at 128 KiB.
+    Path(spec["out"]).write_text(json.dumps(runner(run(spec))))
 
 
 if __name__ == "__main__":

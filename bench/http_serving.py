@@ -187,8 +187,9 @@ def _ssh_profile(workdir: Path, cache: Path) -> Iterator[tuple[list[str], dict[s
         yield argv, {**os.environ, "MCPCTL_HOME": str(home)}, sshd.process.pid
 
 
-def _load(spec: dict[str, Any]) -> list[dict[str, Any]]:
+def _load(spec: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     """Run the load generator in its own process; its results, one per client count."""
+    spec = {**spec, "out": str(out)}
     done = subprocess.run(
         [str(PYTHON), "-m", "bench._http_load", json.dumps(spec)],
         cwd=REPO,
@@ -200,7 +201,7 @@ def _load(spec: dict[str, Any]) -> list[dict[str, Any]]:
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         raise RuntimeError(lines[-1] if lines else f"load generator exited with {done.returncode}")
-    return list(json.loads(done.stdout)["results"])
+    return list(json.loads(out.read_text())["results"])
 
 
 def run_shape(name: str, args: argparse.Namespace, workdir: Path, cache: Path) -> list[dict[str, Any]]:
@@ -221,10 +222,10 @@ def run_shape(name: str, args: argparse.Namespace, workdir: Path, cache: Path) -
     if shape.kind == "stdio":
         with _ssh_profile(workdir / "ssh", cache) as (argv, env, sshd_pid):
             spec.update(argv=argv, env=env, server_pid=sshd_pid, start_at_once=8)
-            return _load(spec)
+            return _load(spec, workdir / "load.json")
     with _http_server(shape, port, key, workdir) as pid:
         spec["server_pid"] = pid
-        return _load(spec)
+        return _load(spec, workdir / "load.json")
 
 
 def _prepare(cache: Path) -> None:
@@ -398,7 +399,7 @@ def main(argv: list[str]) -> None:
             with console.status(f"{name}: {', '.join(map(str, args.clients))} clients"):
                 try:
                     results = run_shape(name, args, workdir, cache)
-                except (RuntimeError, subprocess.SubprocessError) as exc:
+                except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as exc:
                     failures[name] = str(exc)
                     console.print(f"[red]{name} not measured:[/red] {exc}")
                     continue

@@ -83,7 +83,7 @@ def test_reference_server_refuses_a_wrong_key(reference_server: tuple[int, str])
     assert refused.value.code == 401
 
 
-def test_load_generator_measures_calls_over_sse(reference_server: tuple[int, str]) -> None:
+def test_load_generator_measures_calls_over_sse(reference_server: tuple[int, str], tmp_path: Path) -> None:
     port, key = reference_server
     spec = {
         "kind": "sse",
@@ -95,6 +95,7 @@ def test_load_generator_measures_calls_over_sse(reference_server: tuple[int, str
         "warmup": 0.1,
         "tool": http_serving.TOOL,
         "arguments": http_serving.ARGUMENTS,
+        "out": str(tmp_path / "load.json"),
     }
     done = subprocess.run(
         [sys.executable, "-m", "bench._http_load", json.dumps(spec)],
@@ -105,7 +106,7 @@ def test_load_generator_measures_calls_over_sse(reference_server: tuple[int, str
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout)["results"]
+    results = json.loads((tmp_path / "load.json").read_text())["results"]
     assert [r["clients"] for r in results] == [1, 2]
     rows = [http_serving.summarize("baseline", r) for r in results]
     assert all(row.calls == len(r["latencies"]) for row, r in zip(rows, results, strict=True))
