@@ -76,27 +76,28 @@ def _free_port() -> int:
     return free_port()
 
 
-def _server_argv(transport: str, port: int, cache: Path, *extra: str) -> list[str]:
+def _server_argv(transport: str, port: int, data: Path, cache: Path, *extra: str) -> list[str]:
     return [
         str(PYTHON), "-m", "mcp_sales", "serve", "--transport", transport, "--host", "127.0.0.1",
-        "--port", str(port), "--data", str(DATA), "--cache-dir", str(cache), *extra,
+        "--port", str(port), "--data", str(data), "--cache-dir", str(cache), *extra,
     ]  # fmt: skip
 
 
-def _shape(name: str, port: int, cache: Path) -> Shape:
+def _shape(name: str, port: int, cache: Path, data: Path = DATA) -> Shape:
     if name == "baseline":
-        argv = [str(PYTHON), "-m", "bench._reference_http_server", "--data", str(DATA), "--port", str(port)]
+        argv = [str(PYTHON), "-m", "bench._reference_http_server", "--data", str(data), "--port", str(port)]
         return Shape(name, "sse", argv, "/sse", probe_any=True)
     if name in LAYERS:
         layer = {"layer: http": "http", "layer: +sdk": "sdk", "layer: +tools": "tools"}[name]
         argv = [str(PYTHON), "-m", "bench._http_layers_server", layer, "--port", str(port)]
-        return Shape(name, "streamable", [*argv, "--data", str(DATA), "--cache-dir", str(cache)], "/health")
+        return Shape(name, "streamable", [*argv, "--data", str(data), "--cache-dir", str(cache)], "/health")
     if name == "stdio/ssh":
         return Shape(name, "stdio", [], "")
     if name == "sse":
-        return Shape(name, "sse", _server_argv("sse", port, cache), "/health")
+        return Shape(name, "sse", _server_argv("sse", port, data, cache), "/health")
     extra = {"stateful": [], "stateless": ["--stateless"], "stateless-w2": ["--stateless", "--workers", "2"]}
-    return Shape(name, "streamable", _server_argv("streamable-http", port, cache, *extra[name]), "/health")
+    argv = _server_argv("streamable-http", port, data, cache, *extra[name])
+    return Shape(name, "streamable", argv, "/health")
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port: int, shape: Shape, log: Path) -> None:
@@ -154,7 +155,7 @@ def _http_server(shape: Shape, port: int, key: str, workdir: Path) -> Iterator[i
 
 
 @contextlib.contextmanager
-def _ssh_profile(workdir: Path, cache: Path) -> Iterator[tuple[list[str], dict[str, str], int]]:
+def _ssh_profile(workdir: Path, data: Path, cache: Path) -> Iterator[tuple[list[str], dict[str, str], int]]:
     """A local sshd and profile 'bench' serving this checkout: yield (connect argv, env, sshd pid)."""
     from tests.sshd import running_sshd
 
@@ -172,7 +173,7 @@ def _ssh_profile(workdir: Path, cache: Path) -> Iterator[tuple[list[str], dict[s
                 user=sshd.user,
                 identity_file=sshd.client_key,
                 remote_dir=str(REPO),
-                data=[DATA],
+                data=[data],
                 server_args=["--cache-dir", str(cache)],
             )
         )
@@ -217,10 +218,10 @@ def run_shape(name: str, args: argparse.Namespace, workdir: Path, cache: Path) -
         "headers": {"Authorization": f"Bearer {key}"},
     }
     port = _free_port()
-    shape = _shape(name, port, cache)
+    shape = _shape(name, port, cache, args.data)
     spec.update(kind=shape.kind, port=port)
     if shape.kind == "stdio":
-        with _ssh_profile(workdir / "ssh", cache) as (argv, env, sshd_pid):
+        with _ssh_profile(workdir / "ssh", args.data, cache) as (argv, env, sshd_pid):
             spec.update(argv=argv, env=env, server_pid=sshd_pid, start_at_once=8)
             return _load(spec, workdir / "load.json")
     with _http_server(shape, port, key, workdir) as pid:
@@ -228,10 +229,10 @@ def run_shape(name: str, args: argparse.Namespace, workdir: Path, cache: Path) -
         return _load(spec, workdir / "load.json")
 
 
-def _prepare(cache: Path) -> None:
+def _prepare(data: Path, cache: Path) -> None:
     """Convert the data once, so no server converts it while being measured."""
     subprocess.run(
-        [str(PYTHON), "-m", "mcp_sales", "check", "--data", str(DATA), "--cache-dir", str(cache)],
+        [str(PYTHON), "-m", "mcp_sales", "check", "--data", str(data), "--cache-dir", str(cache)],
         cwd=REPO,
         check=True,
         capture_output=True,
@@ -299,6 +300,13 @@ def _shapes(text: str) -> list[str]:
     return names
 
 
+def _data_file(text: str) -> Path:
+    path = Path(text).expanduser().resolve()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file {text}; write one with `mcp-sales sample`")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench http", description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=_client_counts, default=[1, 8, 32], help="client counts (1,8,32)")
@@ -306,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per shape (2)")
     parser.add_argument(
         "--shapes", type=_shapes, default=list(ALL_SHAPES), help=f"any of {','.join(ALL_SHAPES)}"
+    )
+    parser.add_argument(
+        "--data",
+        type=_data_file,
+        default=DATA,
+        help="sales CSV in the reference schema (default: the sample; `mcp-sales sample` writes bigger ones)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write every row to this file")
     return parser
@@ -315,13 +329,13 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
 
-def render(rows: list[Row], failures: dict[str, str]) -> Any:
+def render(rows: list[Row], failures: dict[str, str], data: Path) -> Any:
     from rich.table import Table
 
     baseline = {row.clients: row.per_s for row in rows if row.shape == "baseline"}
     load = os.getloadavg()[0]
     table = Table(
-        title=f"{TOOL}(n=5, 'Dallas'), closed loop on loopback",
+        title=f"{TOOL}(n=5, 'Dallas') on {data.name}, closed loop on loopback",
         caption=f"{os.cpu_count()} cores, load average {load:.1f} at the end; server CPU = its whole "
         "process tree; per core = calls per server CPU-second",
     )
@@ -394,7 +408,7 @@ def main(argv: list[str]) -> None:
         workdir = Path(tmp)
         cache = workdir / "cache"
         with console.status("converting the data once"):
-            _prepare(cache)
+            _prepare(args.data, cache)
         for name in args.shapes:
             with console.status(f"{name}: {', '.join(map(str, args.clients))} clients"):
                 try:
@@ -404,7 +418,7 @@ def main(argv: list[str]) -> None:
                     console.print(f"[red]{name} not measured:[/red] {exc}")
                     continue
             rows.extend(summarize(name, result) for result in results)
-    console.print(render(rows, failures))
+    console.print(render(rows, failures, args.data))
     for line in verdicts(rows) + splits(rows):
         console.print(line)
     if args.json is not None:
