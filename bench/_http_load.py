@@ -11,7 +11,8 @@ pre-built JSON-RPC bodies (no HTTP or MCP client library), one ``initialize`` pe
 - ``stdio``: one child process per client (``mcpctl connect``), newline-delimited JSON-RPC on its pipes.
 
 Every session is opened and warmed up first; then, for each client count in turn, that many sessions
-call for a fixed time. Only calls that start and end inside the window count. CPU seconds of the
+call for a fixed time; every call started in that window counts, and the window lasts until the last
+of them is answered. CPU seconds of the
 server's process tree (given by pid), of this process and of its children (the stdio relays) are read
 from /proc at the window's edges.
 
@@ -346,10 +347,13 @@ KINDS: dict[str, Callable[[dict[str, Any]], Client]] = {
 
 
 class Window:
-    """The measurement window shared by the clients of one client count."""
+    """The measurement window shared by the clients of one client count: every call started in it
+    counts, and it lasts until the last of them has been answered (so a server slower than the window
+    is still measured, by its few calls)."""
 
     def __init__(self, start: float, end: float) -> None:
         self.start, self.end = start, end
+        self.last = start
         self.latencies: list[float] = []
 
 
@@ -364,8 +368,8 @@ async def _loop(client: Client, tool: dict[str, Any], first_id: int, window: Win
         # No per-call timeout (a wait_for per call costs a task): the harness bounds the whole run.
         _check(await client.call(request_id, body), "tools/call")
         ended = time.perf_counter()
-        if started >= window.start and ended <= window.end:
-            window.latencies.append(ended - started)
+        window.latencies.append(ended - started)
+        window.last = max(window.last, ended)
 
 
 async def _gather(jobs: list[Awaitable[Any]], at_once: int) -> None:
@@ -404,7 +408,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             results.append(
                 {
                     "clients": count,
-                    "seconds": spec["seconds"],
+                    "seconds": window.last - window.start,
                     "latencies": window.latencies,
                     "cpu_server": sum(_minus(cpu_server_end, cpu_server).values()) if server_pid else None,
                     "cpu_server_by_name": _minus(cpu_server_end, cpu_server),
