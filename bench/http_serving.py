@@ -349,7 +349,7 @@ def render(rows: list[Row], failures: dict[str, str], data: Path) -> Any:
         table.add_row(
             row.shape if index == 0 or rows[index - 1].shape != row.shape else "",
             str(row.clients),
-            f"{row.per_s:,.0f}",
+            f"{row.per_s:,.0f}" if row.per_s >= 10 else f"{row.per_s:.2f}",
             _ms(row.median),
             _ms(row.p99),
             f"{row.cpu_server / calls * 1e3:.2f} ms" if row.cpu_server is not None else "-",
