@@ -276,6 +276,11 @@ def serve(args: argparse.Namespace) -> NoReturn:
     """Serve MCP over stdio; never returns."""
     if getattr(args, "transport", "stdio") != "stdio":
         serve_http(args)
+    from mcp_sales.http.options import stdio_misfit
+
+    if (misfit := stdio_misfit(args)) is not None:
+        print(f"mcp-sales: {misfit}", file=sys.stderr)
+        raise SystemExit(2)
     wire = claim_wire()
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _on_signal)

@@ -165,3 +165,23 @@ def settings_from_args(args: argparse.Namespace) -> HttpSettings:
         header_timeout_s=args.request_timeout or DEFAULT_HEADER_TIMEOUT_S,
         log_level=args.log_level,
     )
+
+
+def stdio_misfit(args: argparse.Namespace) -> str | None:
+    """The sentence for HTTP options given to the stdio server (a forgotten ``--transport``), or None."""
+    if getattr(args, "transport", "stdio") != "stdio":
+        return None
+    parser = argparse.ArgumentParser(add_help=False)
+    add_http_options(parser)
+    given = [
+        action.option_strings[0]
+        for action in parser._actions
+        if action.dest != "transport" and getattr(args, action.dest, action.default) != action.default
+    ]
+    if not given:
+        return None
+    verb = "applies" if len(given) == 1 else "apply"
+    return (
+        f"{', '.join(given)} only {verb} to an HTTP server; add --transport streamable-http (or sse), "
+        "or leave them out for stdio"
+    )

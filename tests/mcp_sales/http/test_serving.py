@@ -177,3 +177,13 @@ def test_worker_settings_travel_without_the_keys(tmp_path: Path) -> None:
     text = dump(config, settings)
     assert KEY not in text
     assert load(text) == (config, dataclasses.replace(settings, api_keys=()))
+
+
+def test_http_options_without_a_transport_are_refused_not_ignored() -> None:
+    from mcp_sales.__main__ import parse_args
+    from mcp_sales.http.options import stdio_misfit
+
+    misfit = stdio_misfit(parse_args(["serve", "--port", "9000", "--stateless"]))
+    assert misfit is not None and misfit.startswith("--port, --stateless only apply to an HTTP server")
+    assert stdio_misfit(parse_args(["--data", "sales.csv"])) is None
+    assert stdio_misfit(parse_args(["serve", "--transport", "sse", "--port", "9000"])) is None
