@@ -3,7 +3,9 @@
 Three servers on the same interpreter and data, measured round-robin so machine noise hits them alike:
 the SDK-only floor (no tools, nothing imported but ``mcp``), ``mcp-sales``, and a baseline that starts
 like the reference server (pandas and Prophet imported eagerly). Goal: ``mcp-sales`` within 10% of
-the floor. Usage: ``python -m bench startup [--runs N] [--data PATH]``.
+the floor. Then warm start (see ``bench/_warm.py``): the launch command warm vs cold, a new session's
+first forecast, the first ``tools/list`` through ``mcpctl connect`` vs a local cold start, memory.
+Usage: ``python -m bench startup [--runs N] [--forecast-runs N] [--data PATH] [--warm-only]``.
 """
 
 from __future__ import annotations
@@ -38,10 +40,15 @@ TIMEOUT = 120.0  # a server that takes longer is broken, not slow
 class ServerProcess:
     """A server subprocess spoken to with raw JSON-RPC lines; every read is bounded by a watchdog."""
 
-    def __init__(self, command: list[str], cwd: Path) -> None:
+    def __init__(self, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            command, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            command,
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
         )
         self._next_id = 1
 
@@ -201,14 +208,23 @@ def render(samples: dict[str, Samples], runs: int) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench startup", description=__doc__)
-    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument(
+        "--forecast-runs", type=int, default=11, help="new sessions per path that fit Prophet"
+    )
     parser.add_argument("--data", type=Path, default=None, help="sales file (default: a generated sample)")
+    parser.add_argument("--warm-only", action="store_true", help="only the warm-start measurements")
     args = parser.parse_args(argv)
+    from bench._warm import measure_warm, render_warm
+
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         workdir = Path(tmp)
         data = args.data.resolve() if args.data else sample_data(workdir)
-        samples = measure_startup(data, workdir / "cache", args.runs, workdir)
-    render(samples, args.runs)
+        if not args.warm_only:
+            samples = measure_startup(data, workdir / "cache", args.runs, workdir)
+            render(samples, args.runs)
+        warm = measure_warm(data, workdir, args.runs, args.forecast_runs)
+    render_warm(warm, args.runs, args.forecast_runs)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ PHASES = (
     "initialize",
     "tools/list",
     "tool call",
+    "warm start",
 )
 BUDGET_S = 60.0  # Claude Desktop abandons a server whose initialize is not answered by then
 WARN_FRACTION = 0.5  # past this share of the budget, a slower day (cold host, bad network) fails

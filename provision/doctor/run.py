@@ -19,6 +19,7 @@ from provision.doctor.local import check_key_file, check_profile
 from provision.doctor.reach import check_connect, check_host_key
 from provision.doctor.report import BUDGET_S, PHASES, Check, DoctorReport
 from provision.doctor.server import check_session
+from provision.doctor.warm import check_warm
 
 
 async def _run(dx: Diagnosis) -> DoctorReport:
@@ -30,6 +31,7 @@ async def _run(dx: Diagnosis) -> DoctorReport:
         await check_host_key(dx)
         await check_connect(dx)
         await check_session(dx)  # spawn, initialize, tools/list, tool call
+        await check_warm(dx)  # how the host started that session
     except HardFailure as exc:
         failed = str(exc)
     for phase in PHASES[len(dx.checks) :]:

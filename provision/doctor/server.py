@@ -76,14 +76,15 @@ async def check_session(dx: Diagnosis) -> None:
                         names = await _list_tools(dx, client)
                         if names is not None:
                             await _call_tool(dx, client, names)
-    if len(dx.checks) < len(PHASES) and dx.checks[-1].ok:
+    session_end = PHASES.index("tool call") + 1  # the phases this session runs end there
+    if len(dx.checks) < session_end and dx.checks[-1].ok:
         dx.fail(
             PHASES[len(dx.checks)],
             started,
             f"no end after {dx.timeout * 4:g} s",
             f"`mcpctl logs {dx.name}` shows what the server was doing.",
         )
-    if len(dx.checks) < len(PHASES):
+    if len(dx.checks) < session_end:
         raise HardFailure(dx.checks[-1].phase)
 
 

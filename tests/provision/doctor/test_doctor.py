@@ -327,7 +327,7 @@ def test_a_missing_data_file_fails_the_tool_call_with_the_servers_message(
     profile = _profile(sshd, data=[tmp_path / "nowhere.csv"])  # the server reads REMOTE_DIR/data/nowhere.csv
     config = _configure(profile, tmp_path / "claude.json")
     report, _ = _doctor("demo", config)
-    _all_ok_from(report, PHASES[:-1])
+    _all_ok_from(report, PHASES[: PHASES.index("tool call")])
     call = _check(report, "tool call")
     assert not call.ok and "tool error" in call.detail
     assert call.fix is not None
