@@ -11,10 +11,13 @@ open database would be broken in the child).
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 PR_SET_NAME = 15
 
@@ -69,6 +72,8 @@ def preload(prophet: bool = True) -> list[str]:
 
             quiet_prophet_logger()
             loaded.append("prophet")
+    with stdout_to_stderr():
+        cache_tool_metadata()
     # Objects alive now are never freed: keep the collector from touching (and so copying) their
     # pages in every forked child.
     gc.collect()
@@ -93,3 +98,52 @@ def rss_kib(pid: int | None = None) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def cache_tool_metadata() -> None:
+    """Make building the server in a session cost next to nothing.
+
+    Registering a tool derives a pydantic model and a JSON schema from its signature (most of the
+    server's build: ~50 ms here, several times that on a busy host). The functions a session
+    registers are closures of the same definitions each time, so what the SDK derives from them is
+    the same: remember it per code object and annotations, and build one server here to fill it.
+    The derived values hold nothing of the function itself (the SDK keeps the function apart).
+    """
+    from mcp.server.mcpserver.tools import base
+
+    from mcp_sales.__main__ import DEFAULT_DATA
+    from mcp_sales.server import ServerConfig, build_server
+
+    derive: Callable[..., Any] = getattr(base, "func_metadata")  # noqa: B009 - not re-exported
+    remembered: dict[tuple[Any, ...], Any] = {}
+
+    def func_metadata(
+        func: Callable[..., Any], skip_names: Sequence[str] = (), structured_output: bool | None = None
+    ) -> Any:
+        code = getattr(func, "__code__", None)
+        if code is None:
+            return derive(func, skip_names=skip_names, structured_output=structured_output)
+        key = (code, tuple(skip_names), structured_output, repr(getattr(func, "__annotations__", None)))
+        if key not in remembered:
+            meta = derive(func, skip_names=skip_names, structured_output=structured_output)
+            _remember_schema(meta.arg_model)
+            remembered[key] = meta
+        return remembered[key]
+
+    setattr(base, "func_metadata", func_metadata)  # noqa: B010 - the name base.py calls
+    build_server(ServerConfig(data_path=DEFAULT_DATA))
+
+
+def _remember_schema(model: Any) -> None:
+    """Give a derived argument model a memo of its JSON schema (a copy each time: callers may edit it)."""
+    derive = model.model_json_schema
+    schemas: dict[tuple[Any, ...], Any] = {}
+
+    def model_json_schema(*args: Any, **kwargs: Any) -> Any:
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in schemas:
+            schemas[key] = derive(*args, **kwargs)
+        return copy.deepcopy(schemas[key])
+
+    with contextlib.suppress(AttributeError, TypeError):
+        model.model_json_schema = model_json_schema
