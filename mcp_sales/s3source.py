@@ -195,7 +195,10 @@ class S3Source:
             except BaseException:
                 Path(name).unlink(missing_ok=True)
                 raise
-            self._etag_path.write_text(etag + "\n", encoding="utf-8")
+            # Replaced like the data: workers sharing the cache never read half an ETag.
+            marker = self._etag_path.with_name(f".{self._etag_path.name}.{os.getpid()}.tmp")
+            marker.write_text(etag + "\n", encoding="utf-8")
+            os.replace(marker, self._etag_path)
         except OSError as exc:
             raise DataError(
                 f"cannot write the copy of {self.url} to {self.path} ({exc.strerror}); make the cache "
