@@ -46,7 +46,9 @@ from examples._transport import (
     tool_text,
 )
 
-DEFAULT_MODEL = "gemini-3.8-flash"
+# Google's alias for its current stable Flash model: a pinned name (gemini-X.Y-flash) is retired in time
+# and then answers 404 for everyone who kept the default.
+DEFAULT_MODEL = "gemini-flash-latest"
 MODEL_ENV = "GEMINI_MODEL"
 API_KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 DEFAULT_MAX_ROUNDS = 8
@@ -665,13 +667,23 @@ def _print_answer(out: Console, text: str) -> None:
         print(text, flush=True)
 
 
-def _describe(exc: BaseException, launch: Server | None) -> str:
+def unknown_model(model: str) -> str:
+    """What to do when the Gemini API has no model of that name (it answers 404 NOT_FOUND)."""
+    return (
+        f"the Gemini API has no model '{model}' (or not for this key): pick another with --model NAME or"
+        f" ${MODEL_ENV}, or leave both unset for {DEFAULT_MODEL}, Google's current Flash model"
+    )
+
+
+def _describe(exc: BaseException, launch: Server | None, model: str = DEFAULT_MODEL) -> str:
     """One line for any failure: ours, the Gemini API's, or the server connection's."""
     from google.genai import errors as genai_errors
 
     for leaf in leaf_exceptions(exc):
         if isinstance(leaf, ChatError | SchemaError):
             return str(leaf)
+        if isinstance(leaf, genai_errors.APIError) and leaf.code == 404:  # the only thing the chat names
+            return unknown_model(model)
         if isinstance(leaf, genai_errors.APIError):
             detail = " ".join(str(part) for part in (leaf.code, leaf.status, leaf.message) if part)
             return f"the Gemini API refused the request: {detail}"
@@ -703,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print("[yellow]interrupted[/]")
         return 130
     except Exception as exc:  # one line for every failure; the key is never part of any message
-        print_error(err, _describe(exc, launch))
+        print_error(err, _describe(exc, launch, args.model))
         if launch is None:
             return EXIT_USAGE
         ours = any(isinstance(e, ChatError | SchemaError) for e in leaf_exceptions(exc))
