@@ -26,6 +26,7 @@ _SERVICES = {
     "lambda": "lambda",
     "apigatewayv2": "apigateway",
     "sts": "sts",
+    "acm": "acm",
 }
 _DENIED = {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"}
 

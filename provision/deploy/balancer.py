@@ -22,9 +22,10 @@ from provision.deploy.model import (
     tags,
 )
 from provision.deploy.network import listener_port
-from provision.errors import CloudError
+from provision.errors import CloudError, OptionError
 
 if TYPE_CHECKING:
+    from mypy_boto3_acm.client import ACMClient
     from mypy_boto3_elbv2.client import ElasticLoadBalancingv2Client
     from mypy_boto3_elbv2.type_defs import ActionTypeDef
 
@@ -38,6 +39,40 @@ HEALTH_CHECK = {
     "UnhealthyThresholdCount": 3,
     "Matcher": {"HttpCode": "200"},
 }
+
+
+def check_certificate(acm: ACMClient, spec: EcsSpec) -> None:
+    """Refuse a certificate the listener could not use, before anything is created.
+
+    Raises:
+        OptionError: the certificate belongs to another region than the load balancer.
+        CloudError: it does not exist in this account, or is not issued (yet).
+    """
+    from botocore.exceptions import ClientError
+
+    if spec.cert_arn is None:
+        return
+    parts = spec.cert_arn.split(":")
+    if len(parts) < 6 or parts[3] != spec.region:
+        raise OptionError(
+            f"--cert-arn {spec.cert_arn} is not a certificate of region {spec.region}",
+            hint=f"a load balancer uses certificates of its own region: request or import one in "
+            f"{spec.region}",
+        )
+    try:
+        status = acm.describe_certificate(CertificateArn=spec.cert_arn)["Certificate"].get("Status")
+    except ClientError as exc:
+        if error_code(exc) != "ResourceNotFoundException":
+            raise
+        raise CloudError(
+            f"ACM has no certificate {spec.cert_arn} in this account",
+            hint="pass the ARN `aws acm list-certificates` shows for your domain",
+        ) from exc
+    if status != "ISSUED":
+        raise CloudError(
+            f"certificate {spec.cert_arn} is {status}, not ISSUED",
+            hint="finish its validation (the DNS record ACM asks for), then re-run",
+        )
 
 
 def balancer_name(name: str) -> str:

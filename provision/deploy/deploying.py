@@ -110,6 +110,8 @@ def deploy_ecs(
     _check_name_free(spec.name)
     report = on_phase or silent
     changes: list[Change] = []
+    with translated(spec.region):
+        balancer.check_certificate(clients.acm, spec)
 
     def run() -> Deployment:
         c, name = clients, spec.name

@@ -19,6 +19,7 @@ from provision.profiles import check_name
 
 if TYPE_CHECKING:
     import boto3
+    from mypy_boto3_acm.client import ACMClient
     from mypy_boto3_apigatewayv2.client import ApiGatewayV2Client
     from mypy_boto3_application_autoscaling.client import ApplicationAutoScalingClient
     from mypy_boto3_ec2.client import EC2Client
@@ -215,6 +216,7 @@ class DeployClients:
     lambda_: LambdaClient
     apigw: ApiGatewayV2Client
     sts: STSClient
+    acm: ACMClient
 
 
 def make_clients(region: str, session: boto3.Session | None = None) -> DeployClients:
@@ -244,6 +246,7 @@ def make_clients(region: str, session: boto3.Session | None = None) -> DeployCli
         lambda_=client("lambda"),
         apigw=client("apigatewayv2"),
         sts=client("sts"),
+        acm=client("acm"),
     )
 
 

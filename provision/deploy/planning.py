@@ -65,6 +65,7 @@ def plan_ecs(spec: EcsSpec, clients: DeployClients) -> DeployPlan:
     """
     c, name = clients, spec.name
     with translated(spec.region):
+        balancer.check_certificate(c.acm, spec)
         vpc, subnets = network.default_subnets(c.ec2, spec.region)
         cluster = ecs.find_cluster(c.ecs, name)
         lb = balancer.find_balancer(c.elbv2, name)

@@ -29,6 +29,7 @@ def deploy_account() -> Iterator[AwsAccount]:
         mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         mp.setenv("AWS_DEFAULT_REGION", REGION)
         mp.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        mp.setattr("moto.settings.ACM_VALIDATION_WAIT", 0)  # requested certificates are issued at once
         with mock_aws() as mock:
             yield AwsAccount(mock, make_clients(REGION))
 

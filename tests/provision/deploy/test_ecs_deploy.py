@@ -11,10 +11,11 @@ import pytest
 from provision.deploy import DeployClients, DeployResult, deploy_ecs, destroy_deployment, find_deployment
 from provision.deploy.service import wait_stable
 from provision.ec2.model import Pacing
-from provision.errors import CloudError, ProfileError
+from provision.errors import CloudError, OptionError, ProfileError
 from tests.provision.deploy.helpers import (
     MY_CIDR,
     capture,
+    certificate,
     count_calls,
     ecs_spec,
     key_file,
@@ -229,3 +230,50 @@ def test_wait_reports_a_failed_rollout_with_the_services_event(
     inject_reply(cloud.ecs, "DescribeServices", reply)
     with pytest.raises(CloudError, match="task failed container health checks"):
         wait_stable(cloud.ecs, "mcpctl-sales", "sales", pacing, lambda _p, _d: None)
+
+
+def _service_reply(running: int, rollout: str) -> dict[str, Any]:
+    return {
+        "services": [
+            {
+                "serviceName": "mcpctl-sales",
+                "serviceArn": "arn:aws:ecs:us-east-1:123456789012:service/mcpctl-sales/mcpctl-sales",
+                "status": "ACTIVE",
+                "desiredCount": 2,
+                "tags": [{"key": "mcpctl:profile", "value": "sales"}],
+                "deployments": [{"status": "PRIMARY", "runningCount": running, "rolloutState": rollout}],
+                "events": [{"message": "has started 2 tasks"}],
+            }
+        ]
+    }
+
+
+def test_wait_returns_once_the_service_runs_its_tasks_and_gives_up_at_the_deadline(
+    cloud: DeployClients, pacing: Pacing
+) -> None:
+    # moto starts no tasks: the states a real service goes through are answered instead.
+    phases: list[tuple[str, str]] = []
+    reply = _service_reply(2, "COMPLETED")
+    calls = inject_reply(cloud.ecs, "DescribeServices", reply)
+    wait_stable(cloud.ecs, "mcpctl-sales", "sales", pacing, lambda p, d: phases.append((p, d)))
+    assert phases == [("service", "2 task(s) running and healthy")] and calls == [1]
+    reply.update(_service_reply(1, "IN_PROGRESS"))  # the handler answers whatever the dict holds
+    with pytest.raises(CloudError, match=r"not stable after 120 s \(1/2 running\): has started 2 tasks"):
+        wait_stable(cloud.ecs, "mcpctl-sales", "sales", pacing, lambda _p, _d: None)
+
+
+def test_a_certificate_the_listener_cannot_use_is_refused_before_anything_is_created(
+    cloud: DeployClients, keys: Path, pacing: Pacing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_region = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d"
+    with pytest.raises(OptionError, match="is not a certificate of region us-east-1"):
+        _deploy(cloud, keys, pacing, cert_arn=other_region)
+    missing = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+    with pytest.raises(CloudError, match="ACM has no certificate"):
+        _deploy(cloud, keys, pacing, cert_arn=missing)
+    monkeypatch.setattr("moto.settings.ACM_VALIDATION_WAIT", 3600)
+    pending = certificate(cloud)
+    with pytest.raises(CloudError, match="is PENDING_VALIDATION, not ISSUED") as info:
+        _deploy(cloud, keys, pacing, cert_arn=pending)
+    assert info.value.hint and "validation" in info.value.hint
+    assert tagged_everywhere(cloud) == [] and not key_file(keys).exists()

@@ -22,6 +22,7 @@ CLIENTS = {
     "autoscaling": ("application-autoscaling", "application-autoscaling"),
     "lambda_": ("lambda", "lambda"),
     "sts": ("sts", "sts"),
+    "acm": ("acm", "acm"),
 }
 # Required by AWS around our calls, never called by name: tags given at creation need the tagging
 # action, the roles are passed to ECS and Lambda, and ECS, the load balancer and autoscaling create
