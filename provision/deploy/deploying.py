@@ -63,7 +63,7 @@ def _guarded(
         first = not teardown.leftovers(clients, spec.name)
     try:
         return run()
-    except (McpctlError, Exception) as exc:
+    except (Exception, KeyboardInterrupt) as exc:  # an interrupted first deploy is removed too
         if not first:
             raise
         report("rollback", "the first deploy failed: removing what it created")

@@ -15,7 +15,7 @@ from provision.deploy.model import DeployClients, EcsSpec, make_clients, parse_s
 from provision.deploy.planning import resolve_cidr
 from provision.deploy.record import find_deployment
 from provision.ec2.model import DEFAULT_PACING, Pacing
-from provision.errors import CloudError, ProfileError
+from provision.errors import CloudError, OptionError, ProfileError
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,15 @@ class DeployRuntime:
 
 
 DEFAULT_RUNTIME = DeployRuntime()
+
+
+def _is_private(cidr: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_network(cidr.strip(), strict=False).is_private
+    except ValueError:
+        return False  # resolve_cidr says what is wrong with it
 
 
 def choose_region(name: str, region: str | None) -> str:
@@ -97,5 +106,12 @@ def ecs_spec(
         allowed_cidr="0.0.0.0/32",
         **rest,
     )
-    cidr = resolve_cidr(allowed_cidr, allow_world=allow_world, detect=runtime.detect_ip)
+    if draft.insecure_http and allowed_cidr is None:
+        raise OptionError(
+            "an internal load balancer is reached from inside its VPC, not from your public address",
+            hint="pass --allowed-cidr with your clients' private range, e.g. 172.31.0.0/16 (a default VPC's)",
+        )
+    # A private range behind an internal load balancer is not "the world", however wide.
+    private = draft.insecure_http and allowed_cidr is not None and _is_private(allowed_cidr)
+    cidr = resolve_cidr(allowed_cidr, allow_world=allow_world or private, detect=runtime.detect_ip)
     return replace(draft, allowed_cidr=cidr)

@@ -76,3 +76,23 @@ def test_deploy_then_destroy_through_the_cli_never_prints_the_key(cloud: DeployC
 def test_destroy_of_an_unknown_name_is_the_ec2_answer(cloud: DeployClients, keys: Path) -> None:
     result = run("destroy", "nothing", "--yes")
     assert result.exit_code == 2 and "no profile named 'nothing'" in result.stderr
+
+
+def test_an_internal_test_deployment_takes_a_private_range_not_the_callers_address(
+    cloud: DeployClients, keys: Path
+) -> None:
+    refused = run("deploy", "ecs", "sales", *BASE, "--insecure-http-internal", "--dry-run")
+    assert refused.exit_code == 1 and "pass --allowed-cidr with your clients' private range" in refused.stderr
+    planned = run(
+        "deploy",
+        "ecs",
+        "sales",
+        *BASE,
+        "--insecure-http-internal",
+        "--allowed-cidr",
+        "172.31.0.0/16",
+        "--dry-run",
+    )
+    assert planned.exit_code == 0, planned.stderr
+    assert "no TLS; the load balancer is internal" in planned.stderr
+    assert "HTTP:80 on an INTERNAL load balancer" in planned.stderr

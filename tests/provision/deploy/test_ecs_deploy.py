@@ -21,7 +21,7 @@ from tests.provision.deploy.helpers import (
     key_file,
     tagged_everywhere,
 )
-from tests.provision.ec2.helpers import inject_error, inject_reply
+from tests.provision.ec2.helpers import _hook, inject_error, inject_reply
 
 
 def _deploy(cloud: DeployClients, keys: Path, pacing: Pacing, **kw: Any) -> DeployResult:
@@ -277,3 +277,13 @@ def test_a_certificate_the_listener_cannot_use_is_refused_before_anything_is_cre
         _deploy(cloud, keys, pacing, cert_arn=pending)
     assert info.value.hint and "validation" in info.value.hint
     assert tagged_everywhere(cloud) == [] and not key_file(keys).exists()
+
+
+def test_an_interrupted_first_deploy_is_removed_too(cloud: DeployClients, keys: Path, pacing: Pacing) -> None:
+    def interrupt(**_: Any) -> None:
+        raise KeyboardInterrupt
+
+    _hook(cloud.ecs, "before-call.ecs.CreateService", interrupt, first=True)
+    with pytest.raises(KeyboardInterrupt):
+        _deploy(cloud, keys, pacing)
+    assert tagged_everywhere(cloud) == []
