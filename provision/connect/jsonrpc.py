@@ -73,14 +73,18 @@ class Message:
     parts: tuple[Part, ...]
     batch: bool
 
-    def without(self, dropped: set[int]) -> bytes | None:
-        """The line with the parts at indexes ``dropped`` removed; None when nothing is left.
+    def without(self, dropped: set[int], replaced: dict[int, dict[str, Any]] | None = None) -> bytes | None:
+        """The line with the parts at indexes ``dropped`` removed, and those at the keys of ``replaced``
+        replaced by its values; None when nothing is left.
 
-        The original bytes are returned untouched when nothing is dropped.
+        The original bytes are returned untouched when nothing is dropped or replaced.
         """
-        if not dropped:
+        if not dropped and not replaced:
             return self.raw
-        kept = [part.data for index, part in enumerate(self.parts) if index not in dropped]
+        replaced = replaced or {}
+        kept = [
+            replaced.get(index, part.data) for index, part in enumerate(self.parts) if index not in dropped
+        ]
         if not kept:
             return None
         return encode(kept if self.batch else kept[0])

@@ -228,6 +228,7 @@ class Ledger:
         """Record a server message; return the line for the client (or None) and the answers to the
         proxy's own requests (taken out of the line)."""
         dropped: set[int] = set()
+        replaced: dict[int, dict[str, Any]] = {}
         own: list[Part] = []
         for index, part in enumerate(message.parts):
             if part.kind is Kind.RESPONSE:
@@ -241,9 +242,13 @@ class Ledger:
                 self.handshake.server_answered(part)
             elif part.kind is Kind.REQUEST:
                 self._server_pending[part.key] = part.id
-            elif part.method == "notifications/progress" and not self.replays.progress(part):
-                dropped.add(index)  # a new server's progress on a request sent again, not past the old one
-        return message.without(dropped), own
+            elif part.method == "notifications/progress":
+                passed = self.replays.progress(part)
+                if passed is None:
+                    dropped.add(index)  # progress that does not rise
+                elif passed is not part:
+                    replaced[index] = passed.data  # on a request sent again: above what the client saw
+        return message.without(dropped, replaced), own
 
     # ----------------------------------------------------------------------------- server change
 

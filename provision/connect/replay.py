@@ -12,12 +12,14 @@ knows whether running it twice is safe.
 
 The :class:`Replays` also keeps progress coherent across servers: MCP wants each progress
 notification of a request to report more than the last, and a new server starts again from zero, so
-its notifications are held back until they pass what the client already saw.
+the progress the client already saw is added to the new server's (and to its total). Progress keeps
+rising and keeps coming, which matters to clients that restart their request timeout on each one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, TypeGuard
 
 from provision.connect.jsonrpc import Part, id_key
 
@@ -57,6 +59,7 @@ class Replays:
         self._count: dict[str, int] = {}  # request key -> times sent again so far
         self._tokens: dict[str, str] = {}  # request key -> key of its progress token
         self._progress: dict[str, float] = {}  # progress token key -> most progress the client saw
+        self._offset: dict[str, float] = {}  # progress token key -> added to the current server's
 
     def sent(self, part: Part) -> None:
         """Note a client request as it goes to the server (its progress token, if it has one)."""
@@ -67,7 +70,7 @@ class Replays:
         if isinstance(meta, dict) and "progressToken" in meta:
             token = id_key(meta["progressToken"])
             self._tokens[part.key] = token
-            self._progress.setdefault(token, float("-inf"))
+            self._progress.setdefault(token, -math.inf)
 
     def answered(self, request: Part, response: Part) -> None:
         """Note the server's answer to a client request: learn tools from a list, forget the request."""
@@ -81,12 +84,14 @@ class Replays:
         token = self._tokens.pop(key, None)
         if token is not None:
             self._progress.pop(token, None)
+            self._offset.pop(token, None)
 
     def clear(self) -> None:
         """Every request is over (the proxy gave up); what was learned about tools stays."""
         self._count.clear()
         self._tokens.clear()
         self._progress.clear()
+        self._offset.clear()
 
     def safe(self, part: Part) -> bool:
         """Whether running the request ``part`` twice cannot change anything."""
@@ -108,22 +113,37 @@ class Replays:
         if count >= self.limit:
             return False
         self._count[part.key] = count + 1
+        token = self._tokens.get(part.key)
+        if token is not None and self._progress.get(token, -math.inf) > -math.inf:
+            self._offset[token] = self._progress[token]  # the next server's progress starts above it
         return True
 
-    def progress(self, part: Part) -> bool:
-        """Whether to pass on a server's ``notifications/progress`` (False: it goes back in time)."""
+    def progress(self, part: Part) -> Part | None:
+        """A server's ``notifications/progress`` as the client gets it: ``part`` itself, or None to drop it.
+
+        When its request was sent again, the progress the client saw before is added to the value and
+        the total (a new part); a value that does not rise past what the client saw is dropped.
+        """
         params = part.params
         if not isinstance(params, dict) or "progressToken" not in params:
-            return True
+            return part
         token = id_key(params["progressToken"])
         seen = self._progress.get(token)
         value = params.get("progress")
-        if seen is None or not isinstance(value, (int, float)) or isinstance(value, bool):
-            return True  # not a request we track, or not ours to judge: the client's SDK decides
+        if seen is None or not _number(value):
+            return part  # not a request we track, or not ours to judge: the client's SDK decides
+        offset = self._offset.get(token, 0.0)
+        if offset:
+            value += offset
+            total = params.get("total")
+            params = {**params, "progress": value}
+            if _number(total):
+                params["total"] = total + offset
+            part = Part(part.kind, {**part.data, "params": params})
         if value <= seen:
-            return False
+            return None
         self._progress[token] = value
-        return True
+        return part
 
     def _learn(self, result: Any) -> None:
         tools = result.get("tools") if isinstance(result, dict) else None
@@ -138,6 +158,10 @@ class Replays:
                 and hints.get("readOnlyHint") is True
                 and hints.get("idempotentHint") is True
             )
+
+
+def _number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 __all__ = ["HANDSHAKE", "MAX_REPLAYS", "SAFE_METHODS", "Replays"]

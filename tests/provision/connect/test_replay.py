@@ -114,29 +114,47 @@ def test_what_a_later_tools_list_says_wins_and_a_first_list_is_needed() -> None:
     assert [m["id"] for m in told if "error" in m] == [1] and ledger.resent == 0
 
 
-def test_progress_of_a_request_sent_again_never_goes_back() -> None:
+def test_progress_of_a_request_sent_again_carries_on_from_what_the_client_saw() -> None:
     ledger = _ledger()
     ledger.to_server(_call(1, "forecast", token="tok"))
     ledger.to_server(_call(2, "writes", token=7))
 
-    def progress(token: Any, value: float) -> bool:
-        note = {"method": "notifications/progress", "params": {"progressToken": token, "progress": value}}
-        out, _ = ledger.from_server(_message(note))
-        return out is not None
+    def progress(token: Any, value: float, total: float | None = None) -> dict[str, Any] | None:
+        params: dict[str, Any] = {"progressToken": token, "progress": value, "message": "fitting"}
+        if total is not None:
+            params["total"] = total
+        out, _ = ledger.from_server(_message({"method": "notifications/progress", "params": params}))
+        return json.loads(out)["params"] if out is not None else None
 
-    assert progress("tok", 1.0) and progress("tok", 2.5)
-    assert progress(7, 1.0)
+    assert progress("tok", 1.0, 45) == {
+        "progressToken": "tok",
+        "progress": 1.0,
+        "total": 45,
+        "message": "fitting",
+    }
+    assert progress("tok", 2.5, 45) is not None
+    assert progress("tok", 2.5, 45) is None  # a value that does not rise
+    assert progress(7, 1.0) is not None
     ledger.link_lost()
     assert _queued(ledger)[0]["id"] == 1
-    # The next server starts from zero: held back until it passes what the client saw.
-    assert not progress("tok", 0.5)
-    assert not progress("tok", 2.5)
-    assert progress("tok", 3.0)
-    assert not progress("tok", 2.9)
+    # The next server starts from zero: what the client saw is added, to the value and the total.
+    assert progress("tok", 0.5, 45) == {
+        "progressToken": "tok",
+        "progress": 3.0,
+        "total": 47.5,
+        "message": "fitting",
+    }
+    assert progress("tok", 1.0) == {"progressToken": "tok", "progress": 3.5, "message": "fitting"}
+    assert progress("tok", 0.9) is None
+    # Sent again a second time: on top of everything the client saw.
+    ledger.link_lost()
+    _queued(ledger)
+    again = progress("tok", 0.25)
+    assert again is not None and again["progress"] == 3.75
     # Tokens of no request in flight, and progress without a number, are not the proxy's to judge.
-    assert progress(7, 0.1) and progress("other", 0.0)
+    assert progress(7, 0.1) is not None and progress("other", 0.0) is not None
     ledger.from_server(_message({"id": 1, "result": {}}))
-    assert progress("tok", 0.0)  # the request is over: its token is forgotten
+    assert progress("tok", 0.0) == {"progressToken": "tok", "progress": 0.0, "message": "fitting"}
 
 
 def test_cancelling_a_request_sent_again_takes_it_out_or_passes_to_the_new_server() -> None:
