@@ -27,7 +27,23 @@ COPY mcp_sales/ mcp_sales/
 COPY provision/ provision/
 RUN --mount=type=cache,target=/root/.cache/uv sh scripts/container-install.sh project
 
-# --- server: what ECS runs ------------------------------------------------------------------------
+# --- lambda: AWS's Python base image (it carries the Lambda runtime client) -------------------------
+FROM public.ecr.aws/lambda/python:3.12 AS lambda
+COPY --from=uv /uv /usr/local/bin/uv
+WORKDIR /build
+COPY pyproject.toml uv.lock README.md ./
+COPY scripts/container-install.sh scripts/
+COPY mcp_sales/ mcp_sales/
+COPY provision/ provision/
+RUN --mount=type=cache,target=/root/.cache/uv \
+    UV_PYTHON=/var/lang/bin/python3.12 PYTHON=/var/lang/bin/python3.12 \
+    sh scripts/container-install.sh lambda "${LAMBDA_TASK_ROOT}" \
+    && rm -rf /build
+WORKDIR ${LAMBDA_TASK_ROOT}
+ENV MCP_SALES_CACHE_DIR=/tmp
+CMD ["mcp_sales.http.lambda_handler.handler"]
+
+# --- server: what ECS runs; the last stage, so the default target ---------------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS server
 RUN groupadd --system --gid 10001 mcp \
     && useradd --system --uid 10001 --gid mcp --home-dir /home/mcp --create-home --shell /usr/sbin/nologin mcp
@@ -45,19 +61,3 @@ ENTRYPOINT ["mcp-sales"]
 # Stateless streamable HTTP: any replica answers any request. The API key comes from MCP_API_KEY at
 # run time; --data (or MCP_SALES_DATA) says where the sales data is, e.g. s3://bucket/key.
 CMD ["serve", "--transport", "streamable-http", "--stateless", "--host", "0.0.0.0", "--port", "8000", "--cache-dir", "/home/mcp/cache"]
-
-# --- lambda: AWS's Python base image (it carries the Lambda runtime client) -------------------------
-FROM public.ecr.aws/lambda/python:3.12 AS lambda
-COPY --from=uv /uv /usr/local/bin/uv
-WORKDIR /build
-COPY pyproject.toml uv.lock README.md ./
-COPY scripts/container-install.sh scripts/
-COPY mcp_sales/ mcp_sales/
-COPY provision/ provision/
-RUN --mount=type=cache,target=/root/.cache/uv \
-    UV_PYTHON=/var/lang/bin/python3.12 PYTHON=/var/lang/bin/python3.12 \
-    sh scripts/container-install.sh lambda "${LAMBDA_TASK_ROOT}" \
-    && rm -rf /build
-WORKDIR ${LAMBDA_TASK_ROOT}
-ENV MCP_SALES_CACHE_DIR=/tmp
-CMD ["mcp_sales.http.lambda_handler.handler"]

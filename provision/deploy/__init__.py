@@ -15,6 +15,7 @@ Each AWS conversation lives in a module of its own, as in :mod:`provision.ec2`:
 - :mod:`provision.deploy.planning` the read-only plan (``--dry-run``);
 - :mod:`provision.deploy.teardown` verified removal of everything tagged for a deployment;
 - :mod:`provision.deploy.record` the local record ``connect`` and ``destroy`` read;
+- :mod:`provision.deploy.runtime` the clients and pacing a deploy uses, region and source range choices;
 - :mod:`provision.deploy.deploying` deploy (tag-idempotent, a failed first deploy cleaned up) and destroy.
 
 boto3 is imported lazily. Every action these modules call is listed in the IAM policy of

@@ -24,7 +24,6 @@ _SERVICES = {
     "logs": "logs",
     "application-autoscaling": "application-autoscaling",
     "lambda": "lambda",
-    "apigatewayv2": "apigateway",
     "sts": "sts",
     "acm": "acm",
 }

@@ -20,7 +20,6 @@ from provision.profiles import check_name
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_acm.client import ACMClient
-    from mypy_boto3_apigatewayv2.client import ApiGatewayV2Client
     from mypy_boto3_application_autoscaling.client import ApplicationAutoScalingClient
     from mypy_boto3_ec2.client import EC2Client
     from mypy_boto3_ecs.client import ECSClient
@@ -214,7 +213,6 @@ class DeployClients:
     logs: CloudWatchLogsClient
     autoscaling: ApplicationAutoScalingClient
     lambda_: LambdaClient
-    apigw: ApiGatewayV2Client
     sts: STSClient
     acm: ACMClient
 
@@ -244,7 +242,6 @@ def make_clients(region: str, session: boto3.Session | None = None) -> DeployCli
         logs=client("logs"),
         autoscaling=client("application-autoscaling"),
         lambda_=client("lambda"),
-        apigw=client("apigatewayv2"),
         sts=client("sts"),
         acm=client("acm"),
     )

@@ -121,10 +121,13 @@ def test_the_install_script_installs_and_checks_the_server_in_a_scratch_director
 
 
 def test_the_image_health_check_and_command_match_what_ecs_is_told() -> None:
-    healthcheck = re.search(r"HEALTHCHECK [^\n]*\\\n\s+CMD (\[.*\])", DOCKERFILE)
-    assert healthcheck, "the Dockerfile has no exec-form HEALTHCHECK"
+    stages = re.findall(r"^FROM \S+ AS (\w+)$", DOCKERFILE, re.M)
+    assert stages[-1] == "server"  # `docker build .` without --target builds the last stage
+    server = DOCKERFILE.split(" AS server\n", 1)[1]
+    (cmd,) = [json.loads(found) for found in re.findall(r"^CMD (\[.*\])$", server, re.M)]
+    healthcheck = re.search(r"HEALTHCHECK [^\n]*\\\n\s+CMD (\[.*\])", server)
+    assert healthcheck, "the server stage has no exec-form HEALTHCHECK"
     assert json.loads(healthcheck.group(1)) == ["python", "-c", HEALTH_COMMAND]
-    cmd = json.loads(re.findall(r"^CMD (\[.*\])$", DOCKERFILE, re.M)[0])
     ecs = server_command("s3://b/k")
     assert cmd[: cmd.index("--cache-dir")] == ecs[: ecs.index("--data")]
     assert cmd[cmd.index("--cache-dir") + 1] == ecs[ecs.index("--cache-dir") + 1]
