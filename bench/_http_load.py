@@ -12,9 +12,8 @@ pre-built JSON-RPC bodies (no HTTP or MCP client library), one ``initialize`` pe
 
 Every session is opened and warmed up first; then, for each client count in turn, that many sessions
 call for a fixed time; every call started in that window counts, and the window lasts until the last
-of them is answered. CPU seconds of the
-server's process tree (given by pid), of this process and of its children (the stdio relays) are read
-from /proc at the window's edges.
+of them is answered. CPU seconds of the server's process tree (given by pid), of this process and of
+its children (the stdio relays) are read from /proc at the window's edges.
 
 ``python -m bench._http_load SPEC_JSON`` writes one JSON object, one result per client count, to the
 file named by the spec's ``out``.
