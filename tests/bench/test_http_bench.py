@@ -35,7 +35,14 @@ def test_arguments_parse() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--clients", "0"], ["--clients", "a,b"], ["--shapes", "carrier-pigeon"], ["--shapes", ""]]
+    "argv",
+    [
+        ["--clients", "0"],
+        ["--clients", "a,b"],
+        ["--shapes", "carrier-pigeon"],
+        ["--shapes", ""],
+        ["--data", "/nonexistent/sales.csv"],
+    ],
 )
 def test_bad_arguments_exit_2_with_a_sentence(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
