@@ -31,8 +31,8 @@ import _socket
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not `from typing import TYPE_CHECKING`: typing imports re, enum, functools...
 if TYPE_CHECKING:  # the same functions; the builtin module skips signal.py's enum conversions
     import signal as _signal
 else:
@@ -329,15 +329,36 @@ def start_cold(args: list[str], directory: str | None, reason: str, started: flo
 class Session:
     """A session served by a forked warm process: relay signals to it, wait for its status."""
 
-    def __init__(self, sock: _socket.socket, lines: Lines) -> None:
+    def __init__(self, sock: _socket.socket, lines: Lines, pid: int) -> None:
         self.sock = sock
         self.lines = lines
+        self.pid = pid
+        self.orphaned = False  # the warm server died: signals go to the session's group directly
 
     def relay(self, signum: int, _frame: object) -> None:
+        if not self.orphaned:
+            try:
+                self.sock.send(f"kill {signum}\n".encode())
+                return
+            except OSError:
+                self.orphaned = True
         try:
-            self.sock.send(f"kill {signum}\n".encode())
-        except OSError:  # the warm server is gone: nothing to relay to
+            os.killpg(self.pid, signum)
+        except OSError:  # the session has ended meanwhile
             return
+
+    def outlive(self) -> int:
+        """The warm server died under the session: stay until the session's process ends."""
+        self.orphaned = True
+        sys.stderr.write("mcp-sales: the warm server went away; waiting for the session to end\n")
+        while True:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return 70  # its status went with the warm server
+            except PermissionError:
+                pass
+            time.sleep(0.2)
 
     def wait(self) -> int:
         """The session's exit status as a shell would report it (128 + N for signal N)."""
@@ -350,7 +371,7 @@ class Session:
             except OSError:
                 line = None
             if line is None:
-                return 70  # the warm server died under the session: the session is lost with it
+                return self.outlive()
             word, _, value = line.partition(" ")
             if word == "exit":
                 return int(value)
@@ -411,7 +432,7 @@ def attach(args: list[str], directory: str, started: float) -> int:
         f"warm pid {value} (connect {1000 * (connected - started):.1f} ms, "
         f"hand-off and fork {1000 * (forked - connected):.1f} ms)",
     )
-    return Session(sock, lines).wait()
+    return Session(sock, lines, int(value)).wait()
 
 
 def control(command: str, directory: str) -> int:

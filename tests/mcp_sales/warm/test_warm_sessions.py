@@ -247,3 +247,25 @@ def test_stop_lets_running_sessions_finish(tmp_path: Path, sample_csv: Path) -> 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_warm_server_killed_under_a_session_leaves_the_session_running_to_its_end(
+    tmp_path: Path, sample_csv: Path
+) -> None:
+    directory = tmp_path / "dies"
+    process = start_daemon(directory, "--no-prophet")
+    try:
+        wait_ready(directory)
+        session = open_session(directory, sample_csv, tmp_path)
+        session.initialize()
+        pid = session_pid(directory)
+        process.kill()
+        process.wait(timeout=WAIT)
+        assert session.request("tools/list")["result"]["tools"]  # the session itself goes on
+        assert session.process.poll() is None  # and so does its stand-in, for sshd and the proxy
+        assert session.close() == 70  # its exit status went with the warm server
+        until("the session process to exit", lambda: not alive(pid))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
