@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from mcp_sales import __version__
+from mcp_sales.http import fastpath
 from mcp_sales.http.access_log import AccessLogMiddleware
 from mcp_sales.http.auth import Authenticator, AuthMiddleware, Challenge, TokenCheck
 from mcp_sales.http.health import DataHealth
@@ -156,4 +157,11 @@ def build_app(config: ServerConfig, settings: HttpSettings) -> Starlette:
             SessionLimitMiddleware, max_streams=settings.max_sessions, sse_path=SSE_PATH, mcp_path=MCP_PATH
         ),
     ]
+    if settings.transport == "streamable-http":
+        fastpath.quiet_sdk_request_logs(settings)
+    if fastpath.enabled(settings):
+        security = transport_security(settings)
+        middleware.append(
+            Middleware(fastpath.StatelessFastPath, server=server, security=security, path=MCP_PATH)
+        )
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
