@@ -9,7 +9,8 @@ client keeps one call in flight) through:
   throwaway local sshd (``tests/sshd.py``), as Claude Desktop runs it;
 - ``stateful``: ``mcp-sales serve --transport streamable-http`` (``Mcp-Session-Id`` sessions);
 - ``stateless``: the same with ``--stateless`` (JSON answers, any replica answers anything), and with
-  ``--workers 2`` (``stateless-w2``);
+  ``--workers 2`` (``stateless-w2``); ``stateless-sdk`` is ``stateless`` with its fast path off
+  (``MCP_SALES_HTTP_FAST_PATH=0``: the SDK's transport answers every request);
 - ``sse``: ``mcp-sales serve --transport sse`` (``GET /sse`` + POSTs to its message endpoint);
 - ``baseline``: the reference design's HTTP server (``bench/_reference_http_server.py``): the SDK's
   SSE app under uvicorn, one process, re-reading the CSV with pandas on every call.
@@ -53,7 +54,7 @@ READY_TIMEOUT = 120.0  # seconds for a server to answer its readiness probe
 GOAL_PER_CORE = 1000.0
 GOAL_P99 = 0.050
 GOAL_RATIO = 50.0
-SHAPES = ("baseline", "stdio/ssh", "stateful", "stateless", "sse", "stateless-w2")
+SHAPES = ("baseline", "stdio/ssh", "stateful", "stateless", "sse", "stateless-w2", "stateless-sdk")
 # Where a stateless call's server time goes (bench/_http_layers_server.py): each adds one layer.
 LAYERS = ("layer: http", "layer: +sdk", "layer: +tools")
 ALL_SHAPES = SHAPES + LAYERS
@@ -68,6 +69,7 @@ class Shape:
     argv: list[str]  # the server command ([] for stdio: the sessions start their own servers)
     ready_path: str  # GET this until 200 (no auth sent) ... or any answer at all for ``probe_any``
     probe_any: bool = False
+    env: tuple[tuple[str, str], ...] = ()  # added to the server's environment
 
 
 def _free_port() -> int:
@@ -96,6 +98,9 @@ def _shape(name: str, port: int, cache: Path, data: Path = DATA) -> Shape:
     if name == "sse":
         return Shape(name, "sse", _server_argv("sse", port, data, cache), "/health")
     extra = {"stateful": [], "stateless": ["--stateless"], "stateless-w2": ["--stateless", "--workers", "2"]}
+    if name == "stateless-sdk":  # the stateless server with its fast path off: the SDK answers every POST
+        argv = _server_argv("streamable-http", port, data, cache, "--stateless")
+        return Shape(name, "streamable", argv, "/health", env=(("MCP_SALES_HTTP_FAST_PATH", "0"),))
     argv = _server_argv("streamable-http", port, data, cache, *extra[name])
     return Shape(name, "streamable", argv, "/health")
 
@@ -138,7 +143,7 @@ def _http_server(shape: Shape, port: int, key: str, workdir: Path) -> Iterator[i
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=sink,
-            env={**os.environ, "MCP_API_KEY": key},
+            env={**os.environ, **dict(shape.env), "MCP_API_KEY": key},
             start_new_session=True,  # one process group: stopping it stops every worker too
         )
         try:
