@@ -6,7 +6,6 @@ import typer
 
 from provision.cli import ec2 as ec2_commands
 from provision.cli.common import JsonOpt, NameArg, emit_json, err, handle_errors
-from provision.errors import ProfileError
 
 
 @handle_errors
@@ -18,14 +17,9 @@ def status(name: NameArg, as_json: JsonOpt = False) -> None:
     from provision.profiles import load_profile
 
     profile = load_profile(name)
-    if profile.http is None:
-        if profile.kind == "ec2":
-            ec2_commands.status(name, as_json=as_json)
-            return
-        raise ProfileError(
-            f"profile '{name}' has neither an EC2 instance nor an HTTP server to report on",
-            hint=f"`mcpctl doctor {name}` checks its SSH server; `mcpctl provision {name} --http` adds one",
-        )
+    if profile.http is None:  # the instance only (which refuses, with its advice, a profile of another kind)
+        ec2_commands.status(name, as_json=as_json)
+        return
     if profile.kind == "ec2" and not as_json:
         ec2_commands.status(name)
     result = anyio.run(http_status, name)

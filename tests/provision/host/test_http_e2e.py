@@ -338,10 +338,11 @@ def test_tunnel_and_status_refuse_what_they_cannot_do_in_one_sentence(served: Se
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MCPCTL_HOME", str(served.home))
         save_profile(served.profile.model_copy(update={"name": "nohttp", "http": None}))
-    for command in (["tunnel", "nohttp"], ["status", "nohttp"]):
-        refused = runner.invoke(app, command, env=env)
-        assert refused.exit_code == 2, refused.output
-        assert "mcpctl provision nohttp --http" in " ".join(refused.stderr.split())
+    refused = runner.invoke(app, ["tunnel", "nohttp"], env=env)
+    assert refused.exit_code == 2, refused.output
+    assert "mcpctl provision nohttp --http" in " ".join(refused.stderr.split())
+    status = runner.invoke(app, ["status", "nohttp"], env=env)  # neither EC2 nor HTTP: nothing to show
+    assert status.exit_code == 2 and "applies only to EC2 profiles" in " ".join(status.stderr.split())
     with socket.socket() as taken:  # a local port someone else holds
         taken.bind(("127.0.0.1", 0))
         taken.listen()
