@@ -101,7 +101,15 @@ async def test_a_link_killed_in_the_middle_of_a_forecast_still_gives_the_client_
     sshd: Any, tmp_path: Path
 ) -> None:
     cache = tmp_path / new_marker()  # fresh: no fit is cached, so each forecast takes a while
-    command = RemoteLayout.of(str(REPO)).server_argv([SAMPLE], {}, ["--cache-dir", str(cache)])
+    # A cold server, not the warm launch: its first forecast imports Prophet, so the fit reliably
+    # outlasts the first progress notification (one a second), which is when the link is killed.
+    layout = RemoteLayout.of(str(REPO))
+    command = [
+        str(layout.python),
+        "-m",
+        "mcp_sales",
+        *layout.server_args([SAMPLE], {}, ["--cache-dir", str(cache)]),
+    ]
     proxy = Proxy("forecast", sshd.target(), command, settings=fast())
     async with in_process(proxy, tmp_path / "proxy.log") as running:
         client = running.client
