@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from provision import __version__
-from provision.ec2.model import TAG_CREATED_BY, TAG_OWNER, TAG_PROFILE, default_owner
+from provision.ec2.model import TAG_CREATED_BY, TAG_OWNER, TAG_PROFILE, client_config, default_owner
+from provision.ec2.model import Change as Change  # re-exported: one step record serves both rooms
 from provision.errors import OptionError
 from provision.profiles import check_name
 
@@ -193,15 +194,6 @@ Spec = EcsSpec | LambdaSpec
 
 
 @dataclass(frozen=True)
-class Change:
-    """One thing a run did or will do: ``("load-balancer", "create", "mcpctl-sales")``."""
-
-    resource: str
-    action: str
-    detail: str
-
-
-@dataclass(frozen=True)
 class DeployClients:
     """The boto3 clients of one region (built by :func:`make_clients`, or injected by tests)."""
 
@@ -220,14 +212,8 @@ class DeployClients:
 def make_clients(region: str, session: boto3.Session | None = None) -> DeployClients:
     """Build every client the deploy modules use for ``region`` from boto3's default credentials."""
     import boto3
-    from botocore.config import Config
 
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=10,
-        read_timeout=60,
-        user_agent_extra=f"mcpctl/{__version__}",
-    )
+    config = client_config()
     s = session or boto3.Session()
 
     def client(service: Any) -> Any:

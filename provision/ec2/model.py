@@ -22,6 +22,7 @@ from provision.errors import CloudError, ProfileError
 
 if TYPE_CHECKING:
     import boto3
+    from botocore.config import Config
     from mypy_boto3_ec2.client import EC2Client
     from mypy_boto3_ec2.type_defs import TagTypeDef
     from mypy_boto3_ssm.client import SSMClient
@@ -246,6 +247,18 @@ class DestroyReport:
     key_pairs: tuple[str, ...]
 
 
+def client_config() -> Config:
+    """The botocore settings of every mcpctl client: standard retries, bounded timeouts, our user agent."""
+    from botocore.config import Config
+
+    return Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
+        read_timeout=60,
+        user_agent_extra=f"mcpctl/{__version__}",
+    )
+
+
 def make_clients(region: str, session: boto3.Session | None = None) -> Ec2Clients:
     """Build the EC2 and SSM clients for ``region`` from boto3's default credential chain.
 
@@ -253,14 +266,8 @@ def make_clients(region: str, session: boto3.Session | None = None) -> Ec2Client
     ClientToken, so a retried request cannot launch a second instance.
     """
     import boto3
-    from botocore.config import Config
 
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=10,
-        read_timeout=60,
-        user_agent_extra=f"mcpctl/{__version__}",
-    )
+    config = client_config()
     s = session or boto3.Session()
     return Ec2Clients(
         ec2=s.client("ec2", region_name=region, config=config),
