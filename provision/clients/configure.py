@@ -6,8 +6,10 @@ their file is (:mod:`provision.clients.locations`) and in the app's name in mess
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from provision.clients.entries import EntryInputs, Style, build_entry, default_server_name, is_mcpctl_entry
 from provision.clients.jsonedit import ConfigChange, remove_server, set_server
@@ -50,6 +52,26 @@ def configure_client(
     target = chosen_config_path(path, client, system)
     entry = build_entry(inputs, style, system)
     name = _check_server_name(server_name or default_server_name(inputs.name))
+    return set_our_entry(target, name, entry, client=client, force=force, dry_run=dry_run, now=now)
+
+
+def set_our_entry(
+    target: Path,
+    name: str,
+    entry: Mapping[str, Any],
+    *,
+    client: Client,
+    force: bool,
+    dry_run: bool,
+    now: datetime | None,
+) -> ConfigChange:
+    """Write (or preview) ``entry`` as server ``name`` in ``client``'s config file ``target``.
+
+    An entry of that name that mcpctl did not write is replaced only with ``force``.
+
+    Raises:
+        ClientConfigError: As :func:`provision.clients.jsonedit.set_server` reports it.
+    """
     return set_server(
         target,
         name,

@@ -16,9 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from provision.clients.entries import HTTP_KEY_HEADER, default_server_name, is_mcpctl_entry
-from provision.clients.jsonedit import ConfigChange, set_server
-from provision.clients.locations import app_name, chosen_config_path
+from provision.clients.configure import set_our_entry
+from provision.clients.entries import HTTP_KEY_HEADER, default_server_name
+from provision.clients.jsonedit import ConfigChange
+from provision.clients.locations import chosen_config_path
 from provision.clients.system import LocalSystem
 from provision.errors import ProfileError
 from provision.host.http_keys import env_variable
@@ -71,15 +72,9 @@ def configure_gemini_http(
     """
     system = system or LocalSystem.current()
     target = chosen_config_path(path, "gemini", system)
-    return set_server(
-        target,
-        server_name or default_server_name(profile.name),
-        http_entry(profile),
-        is_ours=is_mcpctl_entry,
-        force=force,
-        dry_run=dry_run,
-        now=now,
-        app=app_name("gemini"),
+    name = server_name or default_server_name(profile.name)
+    return set_our_entry(
+        target, name, http_entry(profile), client="gemini", force=force, dry_run=dry_run, now=now
     )
 
 
