@@ -7,12 +7,11 @@ docs/DEPLOY.md, where the policy a deployment needs is listed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from functools import cache
 
-from provision.ec2.aws_errors import translate_aws_error
-from provision.errors import CloudError, McpctlError
+from provision.ec2.aws_errors import translate_aws_error, translating
+from provision.errors import CloudError
 
 # The IAM prefix of each boto3 service the deploy modules call, in lookup order.
 _SERVICES = {
@@ -47,22 +46,13 @@ def iam_action(operation: str) -> str:
     return f"{_operations().get(operation, 'unknown')}:{operation}"
 
 
-@contextmanager
-def translated(region: str) -> Iterator[None]:
+def translated(region: str) -> AbstractContextManager[None]:
     """Translate botocore errors raised inside the block into CloudError (McpctlErrors pass through).
 
     Raises:
         CloudError: a botocore error was raised in the block.
     """
-    try:
-        yield
-    except McpctlError:
-        raise
-    except Exception as exc:
-        error = _translate(exc, region)
-        if error is None:
-            raise
-        raise error from exc
+    return translating(lambda exc: _translate(exc, region))
 
 
 def _translate(exc: BaseException, region: str) -> CloudError | None:

@@ -6,8 +6,8 @@ calls inside :func:`translated`, so callers only ever see the mcpctl error tree.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 from provision.errors import CloudError, McpctlError
@@ -34,19 +34,24 @@ def iam_action(operation: str) -> str:
     return f"{_IAM_SERVICE.get(operation, 'ec2')}:{operation}"
 
 
-@contextmanager
-def translated(region: str, instance_type: str | None = None) -> Iterator[None]:
+def translated(region: str, instance_type: str | None = None) -> AbstractContextManager[None]:
     """Translate botocore errors raised inside the block into CloudError (McpctlErrors pass through).
 
     Raises:
         CloudError: a botocore error was raised in the block.
     """
+    return translating(lambda exc: translate_aws_error(exc, region, instance_type))
+
+
+@contextmanager
+def translating(translate: Callable[[BaseException], CloudError | None]) -> Iterator[None]:
+    """Raise ``translate(exc)`` for an error of the block; McpctlErrors, and what it maps to None, pass."""
     try:
         yield
     except McpctlError:
         raise
     except Exception as exc:
-        error = translate_aws_error(exc, region, instance_type)
+        error = translate(exc)
         if error is None:
             raise
         raise error from exc
