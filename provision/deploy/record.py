@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from provision.errors import ProfileError
 from provision.files import atomic_write
 from provision.profiles import check_name, config_dir
+from provision.profiles.dirs import ensure_dir
 from provision.profiles.model import describe_validation
 
 if sys.version_info >= (3, 11):
@@ -50,15 +51,7 @@ def deployments_dir() -> Path:
     Raises:
         ProfileError: it cannot be created.
     """
-    path = config_dir() / "deployments"
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProfileError(
-            f"cannot create the directory {path}: {exc.strerror or exc}",
-            hint="make it writable or set MCPCTL_HOME to a writable directory",
-        ) from exc
-    return path
+    return ensure_dir(config_dir() / "deployments")
 
 
 def record_path(name: str) -> Path:

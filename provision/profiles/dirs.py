@@ -22,7 +22,7 @@ from provision.profiles.model import check_name
 _DIR_MODE = 0o700
 
 
-def _ensure_dir(path: Path, *, private: bool = False) -> Path:
+def ensure_dir(path: Path, *, private: bool = False) -> Path:
     """Create ``path`` (0700) if needed; with ``private``, also tighten an existing directory to 0700."""
     try:
         path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
@@ -56,7 +56,7 @@ def config_dir() -> Path:
         ProfileError: If the directory cannot be created.
     """
     home = _home_override()
-    return _ensure_dir(home / "config" if home else _xdg_base("XDG_CONFIG_HOME", ".config") / "mcpctl")
+    return ensure_dir(home / "config" if home else _xdg_base("XDG_CONFIG_HOME", ".config") / "mcpctl")
 
 
 def state_dir() -> Path:
@@ -66,7 +66,7 @@ def state_dir() -> Path:
         ProfileError: If the directory cannot be created.
     """
     home = _home_override()
-    return _ensure_dir(
+    return ensure_dir(
         home / "state" if home else _xdg_base("XDG_STATE_HOME", ".local/state") / "mcpctl", private=True
     )
 
@@ -77,7 +77,7 @@ def profiles_dir() -> Path:
     Raises:
         ProfileError: If the directory cannot be created.
     """
-    return _ensure_dir(config_dir() / "profiles")
+    return ensure_dir(config_dir() / "profiles")
 
 
 def known_hosts_path(name: str) -> Path:
@@ -87,7 +87,7 @@ def known_hosts_path(name: str) -> Path:
         ProfileError: If ``name`` is not a valid profile name or the directory cannot be created.
     """
     check_name(name)
-    return _ensure_dir(state_dir() / "known_hosts", private=True) / name
+    return ensure_dir(state_dir() / "known_hosts", private=True) / name
 
 
 def log_dir() -> Path:
@@ -96,7 +96,7 @@ def log_dir() -> Path:
     Raises:
         ProfileError: If the directory cannot be created.
     """
-    return _ensure_dir(state_dir() / "logs", private=True)
+    return ensure_dir(state_dir() / "logs", private=True)
 
 
 def keys_dir() -> Path:
@@ -105,4 +105,4 @@ def keys_dir() -> Path:
     Raises:
         ProfileError: If the directory cannot be created.
     """
-    return _ensure_dir(state_dir() / "keys", private=True)
+    return ensure_dir(state_dir() / "keys", private=True)
