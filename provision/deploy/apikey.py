@@ -11,7 +11,7 @@ from pathlib import Path
 from secrets import token_urlsafe
 from typing import TYPE_CHECKING, Any
 
-from provision.deploy.aws_errors import error_code
+from provision.deploy.aws_errors import unless_missing
 from provision.deploy.model import Change, Spec, is_ours, secret_name, tag_list, tags
 from provision.errors import CloudError, ProfileError
 from provision.files import atomic_write
@@ -37,14 +37,9 @@ def find_secret(secrets: SecretsManagerClient, name: str) -> dict[str, Any] | No
         CloudError: a secret of that name exists without the deployment's tag, or is scheduled for
             deletion.
     """
-    from botocore.exceptions import ClientError
-
-    try:
-        found = secrets.describe_secret(SecretId=secret_name(name))
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
+    found = unless_missing(lambda: secrets.describe_secret(SecretId=secret_name(name)))
+    if found is None:
+        return None
     if not is_ours(found.get("Tags"), name):
         raise CloudError(
             f"secret {secret_name(name)} exists but was not created by mcpctl for '{name}'",
@@ -113,14 +108,9 @@ def delete_secret(secrets: SecretsManagerClient, name: str) -> str | None:
     No recovery window: the local copy is removed with it, and a pending deletion would block the
     next deployment of the same name for up to 30 days.
     """
-    from botocore.exceptions import ClientError
-
-    try:
-        found = secrets.describe_secret(SecretId=secret_name(name))
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
+    found = unless_missing(lambda: secrets.describe_secret(SecretId=secret_name(name)))
+    if found is None:
+        return None
     if not is_ours(found.get("Tags"), name):
         return None
     secrets.delete_secret(SecretId=found["ARN"], ForceDeleteWithoutRecovery=True)

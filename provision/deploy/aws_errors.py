@@ -7,8 +7,10 @@ docs/DEPLOY.md, where the policy a deployment needs is listed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from functools import cache
+from typing import TypeVar
 
 from provision.ec2.aws_errors import translate_aws_error, translating
 from provision.errors import CloudError
@@ -27,6 +29,7 @@ _SERVICES = {
     "acm": "acm",
 }
 _DENIED = {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"}
+_T = TypeVar("_T")
 
 
 @cache
@@ -78,3 +81,15 @@ def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError (``""`` for anything else)."""
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def unless_missing(call: Callable[[], _T]) -> _T | None:
+    """``call()``, or None when AWS answers that its resource does not exist (ResourceNotFoundException)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from provision.deploy.aws_errors import error_code
+from provision.deploy.aws_errors import error_code, unless_missing
 from provision.deploy.model import (
     API_KEY_SECRET_ENV,
     DATA_ENV,
@@ -59,14 +59,9 @@ def function_request(spec: LambdaSpec, role_arn: str, secret_arn: str) -> dict[s
 
 def find_function(lambda_: LambdaClient, name: str) -> dict[str, Any] | None:
     """The deployment's function (its ``Configuration`` and ``Tags``), or None."""
-    from botocore.exceptions import ClientError
-
-    try:
-        found = lambda_.get_function(FunctionName=function_name(name))
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
+    found = unless_missing(lambda: lambda_.get_function(FunctionName=function_name(name)))
+    if found is None:
+        return None
     if (found.get("Tags") or {}).get("mcpctl:profile") != name:
         raise CloudError(
             f"Lambda function {function_name(name)} exists but was not created by mcpctl for '{name}'",
@@ -179,33 +174,18 @@ def ensure_url(lambda_: LambdaClient, name: str, changes: list[Change]) -> str:
 def _statement_ids(lambda_: LambdaClient, fn: str) -> set[str]:
     import json
 
-    from botocore.exceptions import ClientError
-
-    try:
-        policy = json.loads(lambda_.get_policy(FunctionName=fn)["Policy"])
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return set()
-        raise
+    found = unless_missing(lambda: lambda_.get_policy(FunctionName=fn))
+    if found is None:
+        return set()
+    policy = json.loads(found["Policy"])
     return {str(s.get("Sid")) for s in policy.get("Statement", [])}
 
 
 def delete_function(lambda_: LambdaClient, name: str) -> bool:
     """Delete the deployment's function URL and function; False if there was no such function of ours."""
-    from botocore.exceptions import ClientError
-
-    try:
-        found = lambda_.get_function(FunctionName=function_name(name))
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return False
-        raise
-    if (found.get("Tags") or {}).get("mcpctl:profile") != name:
+    found = unless_missing(lambda: lambda_.get_function(FunctionName=function_name(name)))
+    if found is None or (found.get("Tags") or {}).get("mcpctl:profile") != name:
         return False
-    try:
-        lambda_.delete_function_url_config(FunctionName=function_name(name))
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise
+    unless_missing(lambda: lambda_.delete_function_url_config(FunctionName=function_name(name)))
     lambda_.delete_function(FunctionName=function_name(name))
     return True
