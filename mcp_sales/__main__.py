@@ -257,14 +257,19 @@ def _is_broken_pipe(exc: BaseException) -> bool:
     return isinstance(exc, BrokenPipeError | ConnectionResetError)
 
 
-def serve_http(args: argparse.Namespace) -> NoReturn:
-    """Serve MCP over HTTP (``--transport streamable-http|sse``) until SIGINT/SIGTERM; never returns."""
-    _configure_logging(args.log_level)
+def _config_or_exit(args: argparse.Namespace) -> ServerConfig:
+    """The server's configuration; a bad option is logged and ends the process with exit code 2."""
     try:
-        config = server_config(args)
+        return server_config(args)
     except Exception as exc:
         log.error("%s", exc)
         _exit_now(2)
+
+
+def serve_http(args: argparse.Namespace) -> NoReturn:
+    """Serve MCP over HTTP (``--transport streamable-http|sse``) until SIGINT/SIGTERM; never returns."""
+    _configure_logging(args.log_level)
+    config = _config_or_exit(args)
     from mcp_sales.http.options import settings_from_args
     from mcp_sales.http.runner import run
 
@@ -285,11 +290,7 @@ def serve(args: argparse.Namespace) -> NoReturn:
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _on_signal)
     _configure_logging(args.log_level)
-    try:
-        config = server_config(args)
-    except Exception as exc:
-        log.error("%s", exc)
-        _exit_now(2)
+    config = _config_or_exit(args)
 
     import anyio
 
