@@ -24,19 +24,10 @@ from mcp.shared.message import SessionMessage
 from mcp_types import ImageContent, TextContent
 
 from mcp_sales.models import ForecastResult, TopProductsResult
+from tests.mcp_sales.warm.helpers import INITIALIZE
 
 WAIT = 90  # seconds: bound on a whole session with a cold Prophet import and fit
 EXIT_WAIT = 15
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
 
 
 @pytest.fixture
