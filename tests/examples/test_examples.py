@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -59,7 +60,12 @@ KEY = "test-key-4f1d9a"  # a fake key: it must never show up in any output
 @pytest.fixture(scope="module")
 def sales_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample sales file in a private directory (the server writes its cache beside it)."""
-    target = tmp_path_factory.mktemp("examples-data") / "sample_sales_data.csv"
+    return sample_csv_in(tmp_path_factory.mktemp("examples-data"))
+
+
+def sample_csv_in(directory: Path) -> Path:
+    """The committed sample sales file copied into ``directory`` (generated if it is not committed)."""
+    target = directory / "sample_sales_data.csv"
     committed = REPO / "data" / "sample_sales_data.csv"
     if committed.is_file():
         shutil.copyfile(committed, target)
@@ -68,13 +74,19 @@ def sales_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-@pytest.fixture
-def restore_mcp_logging() -> Iterator[None]:
+@contextmanager
+def mcp_logging_kept() -> Iterator[None]:
     """``main()`` quiets the SDK's logger for the process; give other tests their logging back."""
     logger = logging.getLogger("mcp")
     level = logger.level
     yield
     logger.setLevel(level)
+
+
+@pytest.fixture
+def restore_mcp_logging() -> Iterator[None]:
+    with mcp_logging_kept():
+        yield
 
 
 def expected_top(csv: Path, operation: str, n: int) -> list[tuple[str, float]]:

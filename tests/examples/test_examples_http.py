@@ -6,8 +6,6 @@ boundary, as in ``test_examples.py``; everything else is real.
 from __future__ import annotations
 
 import json
-import logging
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +14,8 @@ import pytest
 from examples import gemini_client_ssh as gem
 from examples import mcp_client_http, mcp_client_ssh
 from examples._transport import API_KEY_ENV, HttpServer, TransportError, http_server
-from mcp_sales.sample import generate_sample
 from tests.examples.test_examples import (
     KEY,
-    REPO,
     TOOLS,
     ScriptedModels,
     answer,
@@ -27,7 +23,9 @@ from tests.examples.test_examples import (
     error_lines,
     expected_top,
     fake_genai,
+    mcp_logging_kept,
     run_example,
+    sample_csv_in,
 )
 from tests.mcp_sales.http.helpers import HttpServer as ServerProcess
 
@@ -36,22 +34,14 @@ SERVER_KEY = "srv-key-7c2e51b0d9"  # a fake server key: it must never show up in
 
 @pytest.fixture(scope="module")
 def sales_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("examples-http-data") / "sample_sales_data.csv"
-    committed = REPO / "data" / "sample_sales_data.csv"
-    if committed.is_file():
-        shutil.copyfile(committed, target)
-    else:
-        generate_sample(target)
-    return target
+    return sample_csv_in(tmp_path_factory.mktemp("examples-http-data"))
 
 
 @pytest.fixture(autouse=True)
 def keep_mcp_logging() -> Iterator[None]:
     """The examples' ``main()`` quiets the SDK's logger for the process; give it back afterwards."""
-    logger = logging.getLogger("mcp")
-    level = logger.level
-    yield
-    logger.setLevel(level)
+    with mcp_logging_kept():
+        yield
 
 
 @pytest.fixture(scope="module")
