@@ -20,6 +20,7 @@ import pytest
 from moto import mock_aws
 
 from provision import ec2 as e
+from tests.provision.ec2.helpers import moto_env
 
 REGION = "us-east-1"
 _GET_PARAMETER = "before-call.ssm.GetParameter"
@@ -86,13 +87,7 @@ class MotoAccount:
 def moto_account() -> Iterator[MotoAccount]:
     """One moto mock and one set of clients per module (see the module docstring)."""
     with pytest.MonkeyPatch.context() as mp:
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            mp.delenv(var, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        # moto's ~1300 built-in images make every reset slow; fresh() registers the two it needs.
-        mp.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        moto_env(mp, REGION)  # fresh() registers the two images the tests need
         with mock_aws() as mock:
             account = MotoAccount(mock, e.make_clients(REGION))
             try:

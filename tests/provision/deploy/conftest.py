@@ -16,19 +16,14 @@ from moto import mock_aws
 from provision.deploy import DeployClients, make_clients
 from provision.ec2.model import Pacing
 from tests.provision.deploy.helpers import REGION, AwsAccount
-from tests.provision.ec2.helpers import _HOOKS, FakeClock
+from tests.provision.ec2.helpers import FakeClock, fast_pacing, moto_env, remove_hooks
 
 
 @pytest.fixture(scope="module")
 def deploy_account() -> Iterator[AwsAccount]:
     """One moto mock and one set of clients per test module (building clients takes a while)."""
     with pytest.MonkeyPatch.context() as mp:
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            mp.delenv(var, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        moto_env(mp, REGION)
         mp.setattr("moto.settings.ACM_VALIDATION_WAIT", 0)  # requested certificates are issued at once
         with mock_aws() as mock:
             yield AwsAccount(mock, make_clients(REGION))
@@ -43,8 +38,7 @@ def cloud(deploy_account: AwsAccount) -> DeployClients:
 
 @pytest.fixture
 def pacing() -> Pacing:
-    clock = FakeClock()
-    return Pacing(poll_s=0, timeout_s=120, clock=clock.clock, sleep=clock.sleep)
+    return fast_pacing(FakeClock())
 
 
 @pytest.fixture
@@ -58,9 +52,7 @@ def keys(mcpctl_home: Path) -> Path:
 def _unhook() -> Iterator[None]:
     """Remove the event handlers a test registered (the module's clients are shared)."""
     yield
-    while _HOOKS:
-        client, event, handler = _HOOKS.pop()
-        client.meta.events.unregister(event, handler)
+    remove_hooks()
 
 
 def pytest_configure(config: Any) -> None:

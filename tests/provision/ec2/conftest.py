@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from provision import ec2 as e
-from tests.provision.ec2.helpers import _HOOKS, FakeClock
+from tests.provision.ec2.helpers import FakeClock, fast_pacing, remove_hooks
 
 
 @pytest.fixture
@@ -20,13 +20,11 @@ def fake_clock() -> FakeClock:
 
 @pytest.fixture
 def pacing(fake_clock: FakeClock) -> e.Pacing:
-    return e.Pacing(poll_s=0, timeout_s=120, clock=fake_clock.clock, sleep=fake_clock.sleep)
+    return fast_pacing(fake_clock)
 
 
 @pytest.fixture(autouse=True)
 def _unhook() -> Iterator[None]:
     """Remove the event handlers a test registered (the module's clients are shared)."""
     yield
-    while _HOOKS:
-        client, event, handler = _HOOKS.pop()
-        client.meta.events.unregister(event, handler)
+    remove_hooks()

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from provision import ec2 as e
 
 REGION = "us-east-1"
@@ -34,8 +36,31 @@ class FakeClock:
         self.now += self.step
 
 
+def fast_pacing(clock: FakeClock) -> e.Pacing:
+    """Pacing on ``clock``: no pause between polls, a deadline the fake clock reaches in 12 sleeps."""
+    return e.Pacing(poll_s=0, timeout_s=120, clock=clock.clock, sleep=clock.sleep)
+
+
+def moto_env(mp: pytest.MonkeyPatch, region: str) -> None:
+    """Point boto3 at moto: dummy credentials in ``region``, whatever the developer's AWS settings."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        mp.delenv(var, raising=False)
+    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    mp.setenv("AWS_DEFAULT_REGION", region)
+    # moto's ~1300 built-in images make every reset slow; tests register the few they need.
+    mp.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
 # botocore event handlers registered by the running test; removed after it (the clients are shared).
 _HOOKS: list[tuple[Any, str, Callable[..., Any]]] = []
+
+
+def remove_hooks() -> None:
+    """Unregister every handler the running test registered."""
+    while _HOOKS:
+        client, event, handler = _HOOKS.pop()
+        client.meta.events.unregister(event, handler)
 
 
 def _hook(client: Any, event: str, handler: Callable[..., Any], *, first: bool = False) -> None:
