@@ -27,6 +27,14 @@ err = Console(stderr=True, highlight=False)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 NameArg = Annotated[str, typer.Argument(help="Profile name.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def confirm_destroy(question: str, *, yes: bool) -> None:
+    """Ask ``question`` on stderr unless ``yes``; a "no" ends the command (exit 1) with nothing destroyed."""
+    if not yes and not typer.confirm(question, default=False, err=True):
+        err.print("nothing destroyed")
+        raise typer.Exit(1)
 
 
 def _crash_log() -> Path:

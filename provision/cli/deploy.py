@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provision.cli import ec2 as ec2_commands
-from provision.cli.common import JsonOpt, NameArg, emit_json, err, handle_errors, phase_printer
+from provision.cli.common import (
+    JsonOpt,
+    NameArg,
+    YesOpt,
+    confirm_destroy,
+    emit_json,
+    err,
+    handle_errors,
+    phase_printer,
+)
 
 if TYPE_CHECKING:
     from provision.deploy import DeployPlan, DeployResult
@@ -203,7 +212,7 @@ def lambda_(
 @handle_errors
 def destroy(
     name: NameArg,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove deployment NAME (or EC2 profile NAME) and everything mcpctl made for it."""
@@ -219,9 +228,7 @@ def destroy(
         f"Destroy deployment '{name}' ({record.shape}, {record.region}): delete everything tagged for it in "
         "AWS (service, load balancer or function, secret, logs, roles) and the local API key?"
     )
-    if not yes and not typer.confirm(question, default=False, err=True):
-        err.print("nothing destroyed")
-        raise typer.Exit(1)
+    confirm_destroy(question, yes=yes)
     runtime = DEFAULT_RUNTIME
     result = destroy_deployment(
         name,

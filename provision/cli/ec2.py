@@ -7,11 +7,18 @@ Nothing heavy is imported here at import time (boto3 and asyncssh load inside th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from provision.cli.common import JsonOpt, NameArg, emit_json, err, handle_errors, phase_printer
+from provision.cli.common import (
+    JsonOpt,
+    NameArg,
+    YesOpt,
+    confirm_destroy,
+    emit_json,
+    err,
+    handle_errors,
+    phase_printer,
+)
 
 if TYPE_CHECKING:
     from provision.ec2.lifecycle import Ec2Status
@@ -150,7 +157,7 @@ def start(name: NameArg, as_json: JsonOpt = False) -> None:
 @handle_errors
 def destroy(
     name: NameArg,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Terminate profile NAME's EC2 instance, delete what mcpctl made for it in AWS and locally."""
@@ -163,9 +170,7 @@ def destroy(
         "are deleted), delete its security group and key pair, and remove the local key, "
         "known_hosts and profile?"
     )
-    if not yes and not typer.confirm(question, default=False, err=True):
-        err.print("nothing destroyed")
-        raise typer.Exit(1)
+    confirm_destroy(question, yes=yes)
     result = destroy_profile(name, on_phase=phase_printer())
     if as_json:
         emit_json(
