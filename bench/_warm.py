@@ -113,10 +113,22 @@ def session_memory(
         server.call_tool("top_n_products", {"n": 3, "operation": "Dallas"})
         line = attach.ask("status", str(directory)) or ""
         daemon = int(line.split()[line.split().index("pid") + 1])
-        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == daemon]
+        # The session's process, not the standby forked ahead for the next session (its name differs).
+        children = [
+            int(p)
+            for p in os.listdir("/proc")
+            if p.isdigit() and _parent(int(p)) == daemon and _name(int(p)) == "mcp-sales"
+        ]
         return memory_kib(children[0]) if children else (0, 0)
     finally:
         server.close()
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _parent(pid: int) -> int | None:

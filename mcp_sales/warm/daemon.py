@@ -32,7 +32,7 @@ from types import FrameType
 
 from mcp_sales.warm import attach
 from mcp_sales.warm.process import preload, rss_kib, set_process_name, thread_count
-from mcp_sales.warm.session import become_session, parse_request
+from mcp_sales.warm.session import become_session, encode_for_standby, parse_request, wait_for_session
 
 log = logging.getLogger("mcp_sales.warm")
 
@@ -40,6 +40,8 @@ DEFAULT_IDLE_S = 900.0
 KILL_GRACE_S = 5.0
 REQUEST_TIMEOUT_S = 5.0
 MAX_FDS = 3
+# A session's hand-off forks the next session's process this long after it, not during its start.
+STANDBY_DELAY_S = 0.1
 
 
 @dataclass
@@ -50,6 +52,14 @@ class Running:
     conn: socket.socket
     kill_at: float | None = None  # when to SIGKILL a group that got SIGTERM
     buffer: bytes = b""
+
+
+@dataclass
+class Standby:
+    """The next session's process, forked ahead of time, and the channel its request goes on."""
+
+    pid: int
+    channel: socket.socket
 
 
 @dataclass
@@ -67,6 +77,8 @@ class WarmServer:
     idle_since: float = field(default_factory=time.monotonic)
     started: float = field(default_factory=time.time)
     served: int = 0
+    standby: Standby | None = None
+    standby_at: float | None = None  # when to fork the next standby
 
     # ------------------------------------------------------------------------------- start, stop
 
@@ -111,6 +123,7 @@ class WarmServer:
         if self.retiring:
             return
         self.retiring = True
+        self._drop_standby()
         if self.listener is not None:
             self.selector.unregister(self.listener)
             with contextlib.suppress(FileNotFoundError):
@@ -127,6 +140,8 @@ class WarmServer:
             self.listener.close()
         for running in self.sessions.values():
             running.conn.close()
+        if self.standby is not None:
+            self.standby.channel.close()
         self.selector.close()
         for fd in (self.wake_r, self.wake_w, self.lock_fd):
             if fd is not None and fd >= 0:
@@ -135,12 +150,36 @@ class WarmServer:
 
     # ------------------------------------------------------------------------------------ the loop
 
+    def _prepare_standby(self) -> None:
+        """Fork the next session's process now, while no session is starting."""
+        self.standby_at = None
+        if self.standby is not None or self.retiring or thread_count() != 1:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            wait_for_session(theirs, self.release_in_child)
+        theirs.close()
+        self.standby = Standby(pid, ours)
+
+    def _drop_standby(self) -> None:
+        """Let the standby go: its channel's end of file ends it."""
+        self.standby_at = None
+        if self.standby is not None:
+            self.standby.channel.close()
+            self.standby = None
+
     def run(self) -> None:
+        self.standby_at = time.monotonic()
         while True:
             now = time.monotonic()
             if not self.sessions and (self.retiring or now - self.idle_since >= self.idle_timeout):
                 log.info("%s; exiting", "retired" if self.retiring else "idle")
+                self._drop_standby()
                 return
+            if self.standby_at is not None and now >= self.standby_at:
+                self._prepare_standby()
             timeout = self._next_deadline(now) - now
             for key, _mask in self.selector.select(max(timeout, 0.0)):
                 if key.data == "accept":
@@ -158,6 +197,8 @@ class WarmServer:
         deadlines = [r.kill_at for r in self.sessions.values() if r.kill_at is not None]
         if not self.sessions:
             deadlines.append(self.idle_since + self.idle_timeout)
+        if self.standby_at is not None:
+            deadlines.append(self.standby_at)
         return min(deadlines, default=now + 60.0)
 
     def _accept(self) -> None:
@@ -233,16 +274,32 @@ class WarmServer:
             conn.sendall(b"stale\n")
             conn.close()
             return
-        pid = os.fork()
-        if pid == 0:
-            become_session(request, self.release_in_child)
+        pid = self._hand_to_standby(fields[1:], fds)
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:
+                become_session(request, self.release_in_child)
         _close_all(fds)
+        self.standby_at = time.monotonic() + STANDBY_DELAY_S
         conn.setblocking(False)
         self.sessions[pid] = Running(pid, conn)
         self.selector.register(conn, selectors.EVENT_READ, pid)
         self.served += 1
         conn.send(f"ok {pid}\n".encode())
         log.info("session %d started (%d running)", pid, len(self.sessions))
+
+    def _hand_to_standby(self, fields: list[str], fds: list[int]) -> int | None:
+        """The standby's pid once it has the session, or None (no standby, or it is gone)."""
+        standby, self.standby = self.standby, None
+        if standby is None:
+            return None
+        try:
+            socket.send_fds(standby.channel, [encode_for_standby(fields)], fds)
+        except OSError:
+            standby.channel.close()
+            return None
+        standby.channel.close()
+        return standby.pid
 
     def _from_launcher(self, pid: int) -> None:
         running = self.sessions.get(pid)
@@ -283,13 +340,16 @@ class WarmServer:
                 running.kill_at = None
 
     def _reap(self) -> None:
-        while self.sessions:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            if self.standby is not None and pid == self.standby.pid:
+                self._drop_standby()  # it died waiting: fork another one later
+                self.standby_at = time.monotonic() + STANDBY_DELAY_S
             running = self.sessions.pop(pid, None)
             if running is None:
                 continue

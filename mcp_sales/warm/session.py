@@ -12,6 +12,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -85,6 +86,40 @@ def become_session(request: SessionRequest, release_parent: Callable[[], None]) 
     with contextlib.suppress(Exception):
         sys.stderr.flush()
     os._exit(code)
+
+
+def wait_for_session(channel: socket.socket, release_parent: Callable[[], None]) -> NoReturn:
+    """Be the next session's process, forked ahead of time: wait for its request, then become it.
+
+    The fork of the warm server is then off the session's path. The request arrives on ``channel``
+    as its fields (NUL-separated, after a length line) with the three descriptors; an end of file
+    (the warm server retired or exited) ends this process.
+    """
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(signum, signal.SIG_DFL)
+        release_parent()
+        channel.setblocking(True)
+        data, fds, _flags, _addr = socket.recv_fds(channel, 65536, 3)
+        head, _, body = data.partition(b"\n")
+        while len(body) < int(head or b"0"):
+            more = channel.recv(65536)
+            if not more:
+                break
+            body += more
+        if not head or len(body) != int(head):
+            os._exit(0)
+        request = parse_request(body.decode("utf-8", "surrogateescape").split("\0"), fds)
+    except BaseException:
+        os._exit(0)  # nothing was handed over: the warm server serves the session itself
+    become_session(request, channel.close)
+
+
+def encode_for_standby(fields: Sequence[str]) -> bytes:
+    """A request's fields as :func:`wait_for_session` reads them."""
+    body = "\0".join(fields).encode("utf-8", "surrogateescape")
+    return f"{len(body)}\n".encode() + body
 
 
 def parse_request(fields: Sequence[str], fds: Sequence[int]) -> SessionRequest:

@@ -60,17 +60,27 @@ def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def session_pid(directory: Path) -> int:
-    """The pid of the one process the warm server serves a session with now."""
-    daemon = daemon_pid(directory)
+def children_of(daemon: int, name: str) -> list[int]:
+    """Running children of ``daemon`` whose kernel name is ``name``."""
     children = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and alive(int(entry)):
             try:
-                if parent_of(int(entry)) == daemon:
+                if parent_of(int(entry)) == daemon and comm(int(entry)) == name:
                     children.append(int(entry))
             except (OSError, IndexError, ValueError):
                 continue  # gone meanwhile
+    return children
+
+
+def comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def session_pid(directory: Path) -> int:
+    """The pid of the one process the warm server serves a session with now (not the standby:
+    the next session's process, forked ahead of time, keeps the warm server's name until used)."""
+    children = children_of(daemon_pid(directory), "mcp-sales")
     assert len(children) == 1, children
     return children[0]
 
@@ -207,6 +217,30 @@ def test_the_socket_is_private_and_refuses_another_user(warm_dir: Path, tmp_path
     assert done.stdout.strip() == "answer: b''", done.stderr
     assert f"refused a connection from uid {account.pw_uid}" in (warm_dir / "daemon.log").read_text()
     assert (attach.ask("status", str(warm_dir)) or "").startswith("ready")  # and it serves its own user
+
+
+def test_the_next_sessions_process_waits_forked_ahead_and_goes_with_the_warm_server(
+    tmp_path: Path, sample_csv: Path
+) -> None:
+    directory = tmp_path / "standby"
+    process = start_daemon(directory, "--idle-timeout", "600", "--no-prophet")
+    try:
+        wait_ready(directory)
+        until("a standby process", lambda: len(children_of(process.pid, "mcp-sales-warm")) == 1)
+        standby = children_of(process.pid, "mcp-sales-warm")[0]
+        session = open_session(directory, sample_csv, tmp_path)
+        session.initialize()
+        assert session_pid(directory) == standby  # the session got the process forked ahead of time
+        until("the next standby", lambda: len(children_of(process.pid, "mcp-sales-warm")) == 1)
+        following = children_of(process.pid, "mcp-sales-warm")[0]
+        assert session.close() == 0
+        process.terminate()
+        assert process.wait(timeout=WAIT) == 0
+        until("the standby to go with the warm server", lambda: not alive(following))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_an_idle_warm_server_exits(tmp_path: Path) -> None:
