@@ -33,8 +33,12 @@ typecheck: setup
 			--cache-dir .mypy_cache/$$platform $$files || exit 1; \
 	done
 
+# Tests (and the demo's bundle and slim-install steps) run `uv` themselves: when setup installed it with
+# `pip --user`, its directory may not be on PATH, so put it there.
+UV_DIR = $$(dirname "$$(command -v uv || python3 -c 'import uv; print(uv.find_uv_bin())')")
+
 pytest: setup
-	$(UV) run --frozen pytest
+	PATH="$(UV_DIR):$$PATH" $(UV) run --frozen pytest
 
 test: lint typecheck pytest
 
